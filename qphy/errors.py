@@ -1,0 +1,91 @@
+"""The one error hierarchy of qphy.
+
+Every error a user can cause derives from :class:`PipelineError`. The CLI turns each into one
+readable line and a non-zero exit code (``exit_code``), without a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class PipelineError(Exception):
+    """Base class of every user-facing qphy error."""
+
+    exit_code: int = 1
+
+
+class ConfigError(PipelineError):
+    """A bad option, variant name, config file or config value."""
+
+    exit_code = 2
+
+
+class CheckpointError(PipelineError):
+    """A checkpoint is missing, unreadable or does not fit the requested model."""
+
+
+class MalformedModelError(PipelineError):
+    """An ONNX/QONNX file cannot be read or is not a valid model."""
+
+
+@dataclass(frozen=True)
+class UnsupportedNode:
+    """One node that cannot become a hardware layer."""
+
+    name: str
+    op_type: str
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.op_type}): {self.hint}"
+
+
+class UnsupportedLayerError(PipelineError):
+    """The graph holds nodes that would not become RTL layers; all of them are listed."""
+
+    def __init__(self, nodes: Sequence[UnsupportedNode], stage: str = ""):
+        self.nodes = list(nodes)
+        where = f" after {stage}" if stage else ""
+        listing = "; ".join(str(n) for n in self.nodes)
+        super().__init__(f"{len(self.nodes)} unsupported node(s){where}: {listing}")
+
+
+class ToolNotFound(PipelineError):
+    """An external tool (Verilator, Vivado, ...) is missing; the message says how to get it."""
+
+    def __init__(self, tool: str, how_to_install: str):
+        self.tool = tool
+        super().__init__(f"required tool '{tool}' not found: {how_to_install}")
+
+
+class BitMismatchError(PipelineError):
+    """Two integer results that must be identical are not; names the first difference."""
+
+    def __init__(
+        self,
+        what: str,
+        vector: int,
+        index: int | tuple[int, ...],
+        expected: object,
+        actual: object,
+        mismatches: int = 1,
+        vectors_checked: int | None = None,
+    ):
+        self.what = what
+        self.vector = vector
+        self.index = index
+        self.expected = expected
+        self.actual = actual
+        self.mismatches = mismatches
+        self.vectors_checked = vectors_checked
+        of = f" of {vectors_checked}" if vectors_checked is not None else ""
+        super().__init__(
+            f"{what}: {mismatches} mismatching vector(s){of}; first at vector {vector}, "
+            f"index {index}: expected {expected}, got {actual}"
+        )
+
+
+class LatencyBudgetError(PipelineError):
+    """A measured latency exceeds its budget."""
