@@ -38,8 +38,10 @@ class Recipe:
     output_bits: int = OUTPUT_BITS
 
     def weight(self) -> dict:
-        quant = Int8WeightPerChannelFixedPoint if self.per_channel_weights else (
-            Int8WeightPerTensorFixedPoint
+        quant = (
+            Int8WeightPerChannelFixedPoint
+            if self.per_channel_weights
+            else (Int8WeightPerTensorFixedPoint)
         )
         return {"weight_quant": quant, "weight_bit_width": self.bits.weight_bits}
 

@@ -1,0 +1,249 @@
+"""QONNX export with golden I/O, verified integer-exact against the Brevitas forward pass.
+
+Output (an export directory, the hand-over to ``hw``):
+    model.qonnx.onnx   the QONNX graph (batch 1), as brevitas.export.export_qonnx writes it
+    golden_in.npy      float32 (n, N) inputs; half of them saturate the input quantizer
+    golden_out.npy     float32 (n, K) outputs of qonnx's execute_onnx (integer * output scale)
+    export_report.json what was checked: vectors, quantizers, scales, the verdict
+
+The check: at EVERY activation quantizer (input, each ReLU, output) the integers value/scale of
+qonnx's execution equal Brevitas's, for every vector; every weight quantizer gives the same
+integers; the hard decisions are identical. Anything else raises BitMismatchError naming the first
+differing vector and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from brevitas.export import export_qonnx
+from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.transformation.infer_shapes import InferShapes
+
+from qphy.errors import BitMismatchError, PipelineError
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.qonnx.onnx"
+GOLDEN_IN = "golden_in.npy"
+GOLDEN_OUT = "golden_out.npy"
+REPORT_FILE = "export_report.json"
+
+
+@dataclass(frozen=True)
+class QuantizerTrace:
+    """Integers seen at one quantizer for all vectors: (n, ...) int64, plus its scale."""
+
+    name: str
+    ints: np.ndarray
+    scale: np.ndarray
+
+
+def _to_ints(values: np.ndarray, scale: np.ndarray, where: str) -> np.ndarray:
+    """value/scale as exact integers; non-integral quotients are an error, never rounded away."""
+    q = np.asarray(values, dtype=np.float64) / np.asarray(scale, dtype=np.float64)
+    r = np.round(q)
+    if not np.array_equal(q, r):
+        bad = np.argwhere(q != r)[0]
+        raise BitMismatchError(
+            f"{where}: value/scale is not an integer",
+            int(bad[0]),
+            tuple(int(i) for i in bad[1:]),
+            "an integer",
+            float(q[tuple(bad)]),
+        )
+    return r.astype(np.int64)
+
+
+def torch_traces(model: torch.nn.Module, x: np.ndarray) -> tuple[list[QuantizerTrace], np.ndarray]:
+    """Run Brevitas on ``x``; return the integers at every activation quantizer and the output."""
+    traces: list[QuantizerTrace] = []
+    hooks = []
+    quantizers = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if isinstance(mod, QuantIdentity | QuantReLU)
+    ]
+
+    def hook(name):
+        def fn(_mod, _inp, out):
+            scale = out.scale.detach().numpy()
+            traces.append(
+                QuantizerTrace(name, _to_ints(out.value.detach().numpy(), scale, name), scale)
+            )
+
+        return fn
+
+    for name, mod in quantizers:
+        hooks.append(mod.act_quant.register_forward_hook(hook(name)))
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.from_numpy(x)).numpy()
+    finally:
+        for h in hooks:
+            h.remove()
+    return traces, out
+
+
+def _batched(model: ModelWrapper, n: int) -> ModelWrapper:
+    """A copy of the batch-1 graph with batch n (value_info dropped and re-inferred)."""
+    m = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
+    for vi in list(m.graph.input) + list(m.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = n
+    del m.graph.value_info[:]
+    return m.transform(InferShapes())
+
+
+def qonnx_traces(model: ModelWrapper, x: np.ndarray) -> tuple[list[QuantizerTrace], np.ndarray]:
+    """Run qonnx's executor on all of ``x`` at once; integers at every activation Quant node."""
+    m = _batched(model, x.shape[0])
+    iname, oname = m.graph.input[0].name, m.graph.output[0].name
+    ctx = execute_onnx(m, {iname: x.astype(np.float32)}, return_full_exec_context=True)
+    traces = []
+    for node in m.graph.node:
+        if node.op_type != "Quant" or m.get_initializer(node.input[0]) is not None:
+            continue  # weight/bias quantizers are checked separately
+        scale = np.asarray(ctx[node.input[1]])
+        traces.append(
+            QuantizerTrace(node.name, _to_ints(ctx[node.output[0]], scale, node.name), scale)
+        )
+    return traces, np.asarray(ctx[oname])
+
+
+def check_weights(torch_model: torch.nn.Module, model: ModelWrapper) -> int:
+    """Weight integers of every QuantLinear equal those of the matching weight Quant node."""
+    layers = [m for m in torch_model.modules() if isinstance(m, QuantLinear)]
+    weight_nodes = []
+    for node in model.graph.node:
+        consumers = model.find_consumers(node.output[0]) if node.op_type == "Quant" else []
+        init = model.get_initializer(node.input[0]) if node.op_type == "Quant" else None
+        # A weight Quant feeds input 1 of a Gemm/MatMul; a bias Quant feeds input 2.
+        if init is not None and any(
+            c.op_type in ("Gemm", "MatMul") and c.input[1] == node.output[0] for c in consumers
+        ):
+            weight_nodes.append(node)
+    if len(layers) != len(weight_nodes):
+        raise PipelineError(
+            f"export has {len(weight_nodes)} weight quantizers, model has {len(layers)} layers"
+        )
+    for idx, (layer, node) in enumerate(zip(layers, weight_nodes, strict=True)):
+        qw = layer.quant_weight()
+        ref = _to_ints(qw.value.detach().numpy(), qw.scale.detach().numpy(), f"layer {idx}")
+        from qonnx.custom_op.registry import getCustomOp
+
+        out = getCustomOp(node)
+        ctx = {name: model.get_initializer(name) for name in node.input}
+        ctx[node.output[0]] = None
+        out.execute_node(ctx, model.graph)
+        got = ctx[node.output[0]]
+        got_ints = _to_ints(got, model.get_initializer(node.input[1]), node.name)
+        # Gemm may carry the weight transposed relative to torch's (out, in) layout.
+        if got_ints.shape != ref.shape:
+            got_ints = got_ints.T
+        if not np.array_equal(ref, got_ints):
+            where = tuple(int(i) for i in np.argwhere(ref != got_ints)[0])
+            raise BitMismatchError(
+                f"weights of layer {idx} ({node.name})",
+                0,
+                where,
+                int(ref[where]),
+                int(got_ints[where]),
+            )
+    return len(layers)
+
+
+def compare_traces(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> None:
+    """Raise BitMismatchError at the first vector where any quantizer's integers differ."""
+    if len(ref) != len(got):
+        raise PipelineError(
+            f"Brevitas has {len(ref)} activation quantizers, the QONNX graph {len(got)}"
+        )
+    n = ref[0].ints.shape[0]
+    bad_vectors = np.zeros(n, dtype=bool)
+    for r, g in zip(ref, got, strict=True):
+        if r.ints.shape != g.ints.shape:
+            raise PipelineError(f"quantizer {r.name}: shape {r.ints.shape} vs {g.ints.shape}")
+        bad_vectors |= (r.ints != g.ints).reshape(n, -1).any(axis=1)
+    if bad_vectors.any():
+        v = int(np.argmax(bad_vectors))
+        for r, g in zip(ref, got, strict=True):
+            diff = np.flatnonzero(r.ints[v] != g.ints[v])
+            if diff.size:
+                i = int(diff[0])
+                raise BitMismatchError(
+                    f"quantizer {r.name} / {g.name}",
+                    v,
+                    i,
+                    int(r.ints[v].flat[i]),
+                    int(g.ints[v].flat[i]),
+                    int(bad_vectors.sum()),
+                    n,
+                )
+
+
+def saturating(x: np.ndarray, scale: float, bits: int = 8) -> np.ndarray:
+    """Per vector: does any element fall outside the signed ``bits``-bit quantizer's range?"""
+    q = np.round(x / scale)
+    return ((q > 2 ** (bits - 1) - 1) | (q < -(2 ** (bits - 1)))).any(axis=1)
+
+
+def hard_decisions(soft: np.ndarray) -> np.ndarray:
+    """BPSK decisions; 0 maps to +1 in both the float and the hardware path."""
+    return np.where(soft >= 0, 1, -1).astype(np.int8)
+
+
+def export_verified(
+    torch_model: torch.nn.Module, golden_in: np.ndarray, out_dir: Path, meta: dict
+) -> dict:
+    """Export, verify and write the export directory atomically; returns the report."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        torch_model.eval()
+        n_in = golden_in.shape[1]
+        export_qonnx(
+            torch_model, torch.zeros(1, n_in), export_path=str(tmp / MODEL_FILE), dynamo=False
+        )
+        qmodel = ModelWrapper(str(tmp / MODEL_FILE)).transform(InferShapes())
+        n_weights = check_weights(torch_model, qmodel)
+        ref, t_out = torch_traces(torch_model, golden_in)
+        got, q_out = qonnx_traces(qmodel, golden_in)
+        compare_traces(ref, got)
+        dec_t, dec_q = hard_decisions(t_out), hard_decisions(q_out)
+        if not np.array_equal(dec_t, dec_q):
+            v, i = (int(a) for a in np.argwhere(dec_t != dec_q)[0])
+            raise BitMismatchError("hard decisions", v, i, int(dec_t[v, i]), int(dec_q[v, i]))
+        np.save(tmp / GOLDEN_IN, golden_in.astype(np.float32))
+        np.save(tmp / GOLDEN_OUT, q_out.astype(np.float32))
+        in_scale = float(np.asarray(got[0].scale).ravel()[0])
+        report = {
+            **meta,
+            "qonnx_matches_torch": True,
+            "vectors_checked": int(golden_in.shape[0]),
+            "activation_quantizers_checked": [g.name for g in got],
+            "weight_quantizers_checked": n_weights,
+            "input_scale": in_scale,
+            "output_scale": float(np.asarray(got[-1].scale).ravel()[0]),
+            "saturating_vectors": int(saturating(golden_in, in_scale).sum()),
+        }
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+        log.info("exported %s: %d vectors integer-exact", out_dir, golden_in.shape[0])
+        return report
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

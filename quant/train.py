@@ -1,0 +1,89 @@
+"""Training of the FullyCon detector: float first (Adam 1e-3), then QAT fine-tuning (Adam 1e-4).
+
+Data are sampled on the fly (``models.mimo``); each training vector gets its own SNR, uniform in
+[train_snr_db_min, train_snr_db_max]. The loss is the MSE between the soft output and the
+transmitted BPSK symbols, as for the FullyCon/DetNet family.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from models.fullycon import FullyCon, FullyConShape
+from models.mimo import sample_batch
+from quant.config import QuantConfig
+from quant.data import detection_config
+from quant.qat_fullycon import QuantFullyCon
+from quant.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+def _fit(model: torch.nn.Module, cfg: QuantConfig, steps: int, lr: float, what: str) -> float:
+    """Adam on fresh batches for ``steps`` steps; returns the mean loss of the last 100 steps."""
+    torch.set_num_threads(cfg.torch_threads)
+    det = detection_config(cfg)
+    gen = torch.Generator().manual_seed(cfg.seed + (0 if cfg.bits is None else 1))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    # Halve the learning rate twice over the run: a smoother end for both float and QAT.
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=[int(steps * 0.6), int(steps * 0.85)], gamma=0.5
+    )
+    model.train()
+    recent: list[float] = []
+    t0 = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task(what, total=steps, loss=float("nan"))
+        for step in range(steps):
+            snr = cfg.train_snr_db_min + (cfg.train_snr_db_max - cfg.train_snr_db_min) * torch.rand(
+                cfg.batch_size, generator=gen
+            )
+            y, x, _, _ = sample_batch(det, cfg.batch_size, snr, gen)
+            loss = torch.mean((model(y) - x) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            recent = (recent + [loss.item()])[-100:]
+            if step % 50 == 0 or step == steps - 1:
+                bar.update(task, completed=step + 1, loss=sum(recent) / len(recent))
+    model.eval()
+    final = sum(recent) / max(len(recent), 1)
+    log.info(
+        "%s: %d steps in %.1f s, final loss %.4f", what, steps, time.perf_counter() - t0, final
+    )
+    return final
+
+
+def train_float(cfg: QuantConfig, shape: FullyConShape | None = None) -> tuple[FullyCon, float]:
+    """Train the float FullyCon from scratch (seeded)."""
+    torch.manual_seed(cfg.seed)
+    model = FullyCon(shape)
+    return model, _fit(model, cfg, cfg.float_steps, cfg.float_lr, "float training")
+
+
+def train_qat(cfg: QuantConfig, float_model: FullyCon) -> tuple[QuantFullyCon, float]:
+    """QAT fine-tuning of ``cfg.bits`` starting from a trained float model."""
+    if cfg.bits is None:
+        raise ValueError("train_qat needs cfg.bits")
+    torch.manual_seed(cfg.seed)
+    recipe = Recipe(cfg.bits, per_channel_weights=cfg.per_channel_weights)
+    model = QuantFullyCon(recipe, float_model.shape)
+    model.load_float(float_model)
+    return model, _fit(model, cfg, cfg.qat_steps, cfg.qat_lr, f"QAT {cfg.bits.tag}")

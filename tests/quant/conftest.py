@@ -1,0 +1,29 @@
+"""Small calibrated QAT models for fast quant tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.fullycon import FullyConShape
+from qphy.variants import Bits
+from quant.qat_fullycon import QuantFullyCon
+from quant.recipes import Recipe
+
+SMALL = FullyConShape(n_rx=12, k_tx=6, hidden=32, n_hidden_layers=2)
+
+
+def calibrated(bits: Bits, shape: FullyConShape = SMALL, seed: int = 0) -> QuantFullyCon:
+    """A randomly initialised QAT FullyCon whose activation quantizers saw a few batches."""
+    torch.manual_seed(seed)
+    model = QuantFullyCon(Recipe(bits), shape)
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(256, shape.n_rx) * 2)
+    return model.eval()
+
+
+@pytest.fixture
+def small_w4a4() -> QuantFullyCon:
+    return calibrated(Bits(4, 4))
