@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+import pytest
+
+from qphy.cli import main
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "qphy.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("bits", ["w9a4", "x", "w4a0"])
+def test_bad_bits_is_one_line_config_error_exit_2(bits, tmp_path):
+    res = _run("export", "detector", "--bits", bits, "--out", str(tmp_path / "o"))
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("qphy: error: ConfigError: bad bit widths")
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_command_and_target_exit_2(capsys):
+    assert main(["frobnicate"]) == 2
+    assert main(["export", "modem", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'frobnicate'" in err and "invalid choice: 'modem'" in err
+
+
+def test_bad_channel_exit_2(capsys):
+    assert main(["evaluate", "detector", "--channel", "rayleigh", "--out", "x"]) == 2
+    assert "invalid choice: 'rayleigh'" in capsys.readouterr().err
