@@ -13,8 +13,14 @@ def test_parse_valid_roundtrip(tag):
 
 @pytest.mark.parametrize(
     "tag, match",
-    [("w9a4", "weight width 9"), ("w4a1", "activation width 1"), ("x", "expected w<W>a<A>"),
-     ("w4", "expected"), ("", "expected"), ("W4A4", "expected")],
+    [
+        ("w9a4", "weight width 9"),
+        ("w4a1", "activation width 1"),
+        ("x", "expected w<W>a<A>"),
+        ("w4", "expected"),
+        ("", "expected"),
+        ("W4A4", "expected"),
+    ],
 )
 def test_parse_invalid(tag, match):
     with pytest.raises(ConfigError, match=match):

@@ -10,8 +10,9 @@ from tests.quant.conftest import SMALL
 
 def test_roundtrip_qat(small_w4a4, tmp_path):
     path = tmp_path / "m.pt"
-    checkpoint.save(small_w4a4, path, checkpoint.fullycon_meta(SMALL, Bits(4, 4),
-                                                               small_w4a4.recipe))
+    checkpoint.save(
+        small_w4a4, path, checkpoint.fullycon_meta(SMALL, Bits(4, 4), small_w4a4.recipe)
+    )
     loaded, meta = checkpoint.load_fullycon(path, Bits(4, 4))
     assert meta["variant"] == "fullycon_w4a4"
     x = torch.randn(64, SMALL.n_rx) * 3
@@ -35,8 +36,9 @@ def test_missing_checkpoint(tmp_path):
 
 def test_wrong_variant(small_w4a4, tmp_path):
     path = tmp_path / "m.pt"
-    checkpoint.save(small_w4a4, path, checkpoint.fullycon_meta(SMALL, Bits(4, 4),
-                                                               small_w4a4.recipe))
+    checkpoint.save(
+        small_w4a4, path, checkpoint.fullycon_meta(SMALL, Bits(4, 4), small_w4a4.recipe)
+    )
     with pytest.raises(CheckpointError, match="holds fullycon_w4a4, not fullycon_w8a8"):
         checkpoint.load_fullycon(path, Bits(8, 8))
 
