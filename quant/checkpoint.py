@@ -34,6 +34,7 @@ def save(model: torch.nn.Module, path: Path, meta: dict) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are shipped and shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
