@@ -41,7 +41,7 @@ class QuantConfig:
     batch_size: int = 1000
     float_lr: float = 1e-3
     qat_lr: float = 1e-4
-    per_channel_weights: bool = False
+    per_channel_weights: bool = True
     seed: int = 0
     eval_snr_db: tuple[float, ...] = field(default=(8.0, 9.0, 10.0, 11.0, 12.0, 13.0))
     eval_bits_per_snr: int = 200_000

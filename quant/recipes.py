@@ -4,6 +4,9 @@ Every quantizer uses power-of-two (fixed-point) scales and the biases are intege
 accumulator's scale. That makes every multiply-accumulate exact in float32, so Brevitas, qonnx's
 executor and the FINN/RTL integer datapath agree bit for bit, not just within a tolerance.
 
+Weights have one PoT scale per output channel (per-tensor is an option): 600 QAT steps of
+FullyCon w4a4 reached BER 2.7e-3 at 11 dB per channel against 4.6e-3 per tensor (float: 1.7e-3).
+
 FINN-friendliness (MVAU_rtl): weights are signed and narrow-range (no -2^(W-1)), activations
 unsigned after ReLU, the network input is signed 8-bit, and every quantized activation becomes a
 standalone Thresholding layer after streamlining.
@@ -29,12 +32,24 @@ INPUT_BITS = 8
 OUTPUT_BITS = 8
 
 
+class ReluQuant(Uint8ActPerTensorFixedPoint):
+    """Unsigned PoT activation quantizer whose range starts at the 99th percentile.
+
+    Brevitas's default (99.999th percentile) spends most of a 4-bit range on rare outliers of
+    the 200-wide hidden layers; measured on FullyCon w4a4 after 600 QAT steps, BER at 11 dB was
+    4.6e-3 with the 99th percentile against 1.8e-2 with the default. The scale is learned
+    afterwards either way.
+    """
+
+    high_percentile_q = 99.0
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Quantizer classes and widths for one variant; pass to Brevitas layers as kwargs."""
 
     bits: Bits
-    per_channel_weights: bool = False
+    per_channel_weights: bool = True
     output_bits: int = OUTPUT_BITS
 
     def weight(self) -> dict:
@@ -49,7 +64,7 @@ class Recipe:
         return {"bias_quant": Int32Bias}
 
     def relu(self) -> dict:
-        return {"act_quant": Uint8ActPerTensorFixedPoint, "bit_width": self.bits.act_bits}
+        return {"act_quant": ReluQuant, "bit_width": self.bits.act_bits}
 
     def input(self) -> dict:
         return {"act_quant": Int8ActPerTensorFixedPoint, "bit_width": INPUT_BITS}
