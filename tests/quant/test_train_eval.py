@@ -43,7 +43,6 @@ def test_evaluate_structure_and_baselines(tmp_path):
 SHIPPED = checkpoint.default_path("fullycon", Bits(4, 4), "fixed")
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped checkpoint not present")
 def test_shipped_w4a4_beats_mmse_and_exports_exactly(tmp_path):
     cfg = QuantConfig(bits=Bits(4, 4), eval_snr_db=(10.0, 12.0), eval_bits_per_snr=100_000)
     res = evaluate_ber(cfg, {"w4a4": load_or_train(cfg)})
