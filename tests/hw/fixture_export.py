@@ -14,8 +14,14 @@ import numpy as np
 SMALL_SHAPE = {"hidden": 64, "n_hidden_layers": 2}
 
 
-def make_export(out_dir: Path, bits: str = "w4a4", n_golden: int = 256, seed: int = 0,
-                hidden: int = 64, n_hidden_layers: int = 2) -> Path:
+def make_export(
+    out_dir: Path,
+    bits: str = "w4a4",
+    n_golden: int = 256,
+    seed: int = 0,
+    hidden: int = 64,
+    n_hidden_layers: int = 2,
+) -> Path:
     """Write model.qonnx.onnx, golden_in/out.npy and export_report.json into ``out_dir``."""
     import torch
     from brevitas.export import export_qonnx
@@ -48,9 +54,13 @@ def make_export(out_dir: Path, bits: str = "w4a4", n_golden: int = 256, seed: in
         torch_y = model(torch.from_numpy(x)).numpy()
     np.save(out_dir / "golden_in.npy", x)
     np.save(out_dir / "golden_out.npy", y.astype(np.float32))
-    (out_dir / "export_report.json").write_text(json.dumps({
-        "variant": variant_name("fullycon", parse_bits(bits)),
-        "vectors_checked": n_golden,
-        "qonnx_matches_torch": bool(np.array_equal(torch_y, y)),
-    }))
+    (out_dir / "export_report.json").write_text(
+        json.dumps(
+            {
+                "variant": variant_name("fullycon", parse_bits(bits)),
+                "vectors_checked": n_golden,
+                "qonnx_matches_torch": bool(np.array_equal(torch_y, y)),
+            }
+        )
+    )
     return out_dir

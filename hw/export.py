@@ -1,0 +1,209 @@
+"""Export the generated RTL of a dataflow partition for sim/ (which never imports finn).
+
+Writes under ``cfg.build_dir``:
+
+* ``rtl/src/``: every Verilog/SystemVerilog source of every layer (finn-rtllib copies included),
+  unmodified; sim/ patches its own copies.
+* ``rtl/mem/``: weight and threshold memory files, renamed per layer
+  (``<node>_memblock.dat``, ``<node>_threshs_<pe>_<stage>.dat``).
+* ``rtl/manifest.json``: the stream chain in order (module, widths, memory files, FIFO depth)
+  plus the host-side input quantizer and output tail.
+* ``hw_report.json``: folding, cycles per layer, resource estimates, FIFO depths.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+from hw.config import HwBuildConfig
+from hw.folding import cycles_per_layer
+from qphy.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+RESOURCE_KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
+
+#: Device capacities (AMD product tables) for the fit check in hw_report.json, by device name.
+DEVICE_RESOURCES = {
+    "xczu3eg": {"LUT": 70560, "BRAM_18K": 432, "URAM": 0, "DSP": 360},
+    "xczu7ev": {"LUT": 230400, "BRAM_18K": 624, "URAM": 96, "DSP": 1728},
+    "xczu9eg": {"LUT": 274080, "BRAM_18K": 1824, "URAM": 0, "DSP": 2520},
+    "xczu28dr": {"LUT": 425280, "BRAM_18K": 2160, "URAM": 80, "DSP": 4272},
+    "xck26": {"LUT": 117120, "BRAM_18K": 288, "URAM": 64, "DSP": 1248},
+    "xc7z020": {"LUT": 53200, "BRAM_18K": 280, "URAM": 0, "DSP": 220},
+}
+
+
+def device_fit(fpga_part: str, total: dict) -> dict:
+    """Capacity and utilisation of the part (None where the part is not in the table)."""
+    device = DEVICE_RESOURCES.get(fpga_part.split("-")[0].lower())
+    if device is None:
+        return {"device_resources": None, "utilization": None, "fits_device": None}
+    util = {
+        k: (total[k] / device[k] if device[k] else (0.0 if total[k] == 0 else float("inf")))
+        for k in RESOURCE_KEYS
+    }
+    return {
+        "device_resources": device,
+        "utilization": {k: round(v, 4) for k, v in util.items()},
+        "fits_device": all(v <= 1.0 for v in util.values()),
+    }
+
+
+def _copy_unique(src: Path, dst_dir: Path, name: str | None = None) -> str:
+    dst = dst_dir / (name or src.name)
+    if dst.exists():
+        if not filecmp.cmp(src, dst, shallow=False):
+            raise PipelineError(f"two different RTL sources are both named {dst.name}")
+    else:
+        shutil.copyfile(src, dst)
+    return dst.name
+
+
+def _stream(inst, inp: bool) -> dict:
+    if inp:
+        dt, folded, width = (
+            inst.get_input_datatype(0),
+            inst.get_folded_input_shape(0),
+            inst.get_instream_width_padded(0),
+        )
+    else:
+        dt, folded, width = (
+            inst.get_output_datatype(0),
+            inst.get_folded_output_shape(0),
+            inst.get_outstream_width_padded(0),
+        )
+    beats = 1
+    for d in folded[:-1]:
+        beats *= int(d)
+    return {
+        "datatype": dt.name,
+        "elem_bits": dt.bitwidth(),
+        "signed": dt.signed(),
+        "elems_per_beat": int(folded[-1]),
+        "beats_per_frame": beats,
+        "width_bits": int(width),
+    }
+
+
+def _node_entry(node, src_dir: Path, mem_dir: Path, rtllib: Path) -> dict:
+    inst = getCustomOp(node)
+    gen_dir = Path(inst.get_nodeattr("code_gen_dir_ipgen"))
+    files = [_copy_unique(Path(f), src_dir) for f in inst.get_rtl_file_list(abspath=True)]
+    entry = {
+        "name": node.name,
+        "op_type": node.op_type,
+        "module": inst.get_nodeattr("gen_top_module") or node.name,
+        "in_width_bits": int(inst.get_instream_width_padded(0)),
+        "out_width_bits": int(inst.get_outstream_width_padded(0)),
+        "files": files,
+        "memstream": None,
+        "thresholds_prefix": None,
+        "fifo_depth": None,
+    }
+    if node.op_type.startswith("MVAU"):
+        if inst.get_nodeattr("mem_mode") != "internal_decoupled":
+            raise PipelineError(
+                f"{node.name}: mem_mode {inst.get_nodeattr('mem_mode')} "
+                "cannot be stitched (need internal_decoupled)"
+            )
+        wrapper = next(gen_dir.glob("*_memstream_wrapper.v"))
+        for f in (
+            wrapper,
+            rtllib / "axi/hdl/axilite.sv",
+            rtllib / "memstream/hdl/memstream_axi.sv",
+            rtllib / "memstream/hdl/memstream.sv",
+        ):
+            files.append(_copy_unique(f, src_dir))
+        mem = _copy_unique(gen_dir / "memblock.dat", mem_dir, f"{node.name}_memblock.dat")
+        entry["memstream"] = {
+            "module": wrapper.stem,
+            "init_file": f"mem/{mem}",
+            "width_bits": int(inst.get_instream_width_padded(1)),
+        }
+    elif node.op_type.startswith("Thresholding"):
+        for f in sorted(gen_dir.glob("*_threshs_*.dat")):
+            _copy_unique(f, mem_dir)
+        entry["thresholds_prefix"] = f"mem/{node.name}_"
+    elif node.op_type.startswith("StreamingFIFO"):
+        entry["fifo_depth"] = int(inst.get_nodeattr("depth"))
+    return entry
+
+
+def resource_estimates(model: ModelWrapper, fpga_part: str) -> tuple[dict, dict]:
+    """(per-layer, total) LUT/BRAM_18K/URAM/DSP estimates from FINN's analytic models."""
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+
+    per_layer = res_estimation(model, fpga_part)
+    per_layer = {k: {r: float(v.get(r, 0)) for r in RESOURCE_KEYS} for k, v in per_layer.items()}
+    total = {r: int(round(sum(v[r] for v in per_layer.values()))) for r in RESOURCE_KEYS}
+    return per_layer, total
+
+
+def hw_report(model: ModelWrapper, cfg: HwBuildConfig) -> dict:
+    """Analytic report: folding, cycles per layer, estimated latency/throughput and resources."""
+    cycles = cycles_per_layer(model)
+    per_layer_res, total_res = resource_estimates(model, cfg.fpga_part)
+    folding = {}
+    for node in model.graph.node:
+        inst = getCustomOp(node)
+        attrs = {a: inst.get_nodeattr(a) for a in ("PE", "SIMD") if a in inst.get_nodeattr_types()}
+        if attrs:
+            folding[node.name] = attrs
+    compute = {k: v for k, v in cycles.items() if not k.startswith("StreamingFIFO")}
+    return {
+        "fpga_part": cfg.fpga_part,
+        "clock_mhz": cfg.clock_mhz,
+        "folding_target_cycles": int(model.get_metadata_prop("qphy_folding_target_cycles") or 0),
+        "folding": folding,
+        "cycles_per_layer": cycles,
+        "analytic_cycles_per_frame": max(compute.values()) if compute else 0,
+        "analytic_latency_cycles": sum(compute.values()),
+        "estimated_resources_per_layer": per_layer_res,
+        "estimated_resources": total_res,
+        **device_fit(cfg.fpga_part, total_res),
+        "fifo_depths": {
+            n.name: int(getCustomOp(n).get_nodeattr("depth"))
+            for n in model.graph.node
+            if n.op_type.startswith("StreamingFIFO")
+        },
+    }
+
+
+def export_rtl(model: ModelWrapper, cfg: HwBuildConfig, host: dict) -> Path:
+    """Write rtl/ (sources, memories, manifest.json) and hw_report.json; return the rtl dir."""
+    from hw.toolchain import finn_rtllib_dir
+
+    rtl_dir = cfg.build_dir / "rtl"
+    if rtl_dir.exists():
+        shutil.rmtree(rtl_dir)
+    src_dir, mem_dir = rtl_dir / "src", rtl_dir / "mem"
+    src_dir.mkdir(parents=True)
+    mem_dir.mkdir()
+    rtllib = finn_rtllib_dir()
+    nodes = [_node_entry(n, src_dir, mem_dir, rtllib) for n in model.graph.node]
+    first, last = getCustomOp(model.graph.node[0]), getCustomOp(model.graph.node[-1])
+    report = hw_report(model, cfg)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "fpga_part": cfg.fpga_part,
+        "clock_mhz": cfg.clock_mhz,
+        "input": _stream(first, inp=True),
+        "output": _stream(last, inp=False),
+        "nodes": nodes,
+        "host": host,
+        "analytic_cycles_per_frame": report["analytic_cycles_per_frame"],
+        "analytic_latency_cycles": report["analytic_latency_cycles"],
+    }
+    (rtl_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (cfg.build_dir / "hw_report.json").write_text(json.dumps(report, indent=1))
+    log.info("exported %d RTL layers to %s", len(nodes), rtl_dir)
+    return rtl_dir

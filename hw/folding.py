@@ -1,0 +1,130 @@
+"""Folding (PE/SIMD) from a cycles-per-frame target, and the analytic per-layer cycles.
+
+FINN's SetFolding does the same job but assumes HLS layers for some ops; this one knows only the
+two RTL compute layers qphy stitches and picks, per layer, the least parallelism that meets the
+target (fewest DSPs/LUTs), preferring to match the producer's output parallelism so fewer
+data-width converters are needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+log = logging.getLogger(__name__)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def dsp_cost(pe: int, simd: int, dsp_block: str) -> int:
+    """DSPs of an MVAU_rtl with this folding (FINN's model: DSP48E2 packs 4 PEs per DSP)."""
+    if dsp_block == "DSP58":
+        return pe * math.ceil(simd / 3)
+    return math.ceil(pe / 4) * simd
+
+
+def mvau_folding(
+    mw: int,
+    mh: int,
+    n_vectors: int,
+    target: int,
+    dsp_block: str = "DSP48E2",
+    prefer_latency: bool = False,
+) -> tuple[int, int]:
+    """(PE, SIMD) meeting cycles <= target with the fewest DSPs, then the fewest PE*SIMD,
+    then the fewest PE (narrower streams, cheaper Thresholding layers downstream).
+
+    With ``prefer_latency``, the smallest SIMD (shortest DSP chain) wins first.
+    Falls back to fully parallel (PE=MH, SIMD=MW) when no folding meets the target.
+    """
+    best: tuple[int, int, int, int] | None = None
+    for pe in _divisors(mh):
+        for simd in _divisors(mw):
+            cycles = (mw // simd) * (mh // pe) * n_vectors
+            if cycles > target:
+                continue
+            dsp = dsp_cost(pe, simd, dsp_block)
+            key = (simd, dsp, pe, simd) if prefer_latency else (dsp, pe * simd, pe, simd)
+            if best is None or key < best:
+                best = key
+    if best is None:
+        return mh, mw
+    return best[2], best[3]
+
+
+def thresholding_pe(channels: int, n_vectors: int, target: int, producer_pe: int | None) -> int:
+    """PE for a Thresholding layer: the producer's PE if it meets the target, else the least PE."""
+    if (
+        producer_pe
+        and channels % producer_pe == 0
+        and (channels // producer_pe) * n_vectors <= (target)
+    ):
+        return producer_pe
+    for pe in _divisors(channels):
+        if (channels // pe) * n_vectors <= target:
+            return pe
+    return channels
+
+
+def _n_vectors(inst) -> int:
+    nv = inst.get_nodeattr("numInputVectors")
+    return int(math.prod(nv)) if isinstance(nv, list | tuple) else int(nv)
+
+
+def apply_folding(
+    model: ModelWrapper,
+    target_cycles: int,
+    dsp_block: str = "DSP48E2",
+    prefer_latency: bool = False,
+) -> ModelWrapper:
+    """Set PE/SIMD on every MVAU/Thresholding node so each meets ``target_cycles``."""
+    producer_pe: int | None = None
+    for node in model.graph.node:
+        inst = getCustomOp(node)
+        if node.op_type.startswith("MVAU"):
+            mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+            pe, simd = mvau_folding(
+                mw, mh, _n_vectors(inst), target_cycles, dsp_block, prefer_latency
+            )
+            inst.set_nodeattr("PE", pe)
+            inst.set_nodeattr("SIMD", simd)
+            producer_pe = pe
+        elif node.op_type.startswith("Thresholding"):
+            channels = inst.get_nodeattr("NumChannels")
+            pe = thresholding_pe(channels, _n_vectors(inst), target_cycles, producer_pe)
+            inst.set_nodeattr("PE", pe)
+            producer_pe = pe
+    return model
+
+
+def cycles_per_layer(model: ModelWrapper) -> dict[str, int]:
+    """FINN's analytic cycles per frame for every HW node (FIFOs/DWCs included)."""
+    return {n.name: int(getCustomOp(n).get_exp_cycles()) for n in model.graph.node}
+
+
+def fold_for_latency(
+    model: ModelWrapper,
+    target_cycles: int,
+    target_latency_cycles: int | None,
+    dsp_block: str = "DSP48E2",
+    prefer_latency: bool = False,
+) -> tuple[ModelWrapper, int]:
+    """Fold to ``target_cycles``; with a latency target, lower it until sum(cycles) fits.
+
+    Returns the model and the per-layer target that was used.
+    """
+    target = target_cycles
+    apply_folding(model, target, dsp_block, prefer_latency)
+    if target_latency_cycles is None:
+        return model, target
+    while sum(cycles_per_layer(model).values()) > target_latency_cycles and target > 1:
+        target = max(1, int(target * 0.8))
+        apply_folding(model, target, dsp_block, prefer_latency)
+    total = sum(cycles_per_layer(model).values())
+    log.info("folding target %d cycles/layer -> analytic layer sum %d cycles", target, total)
+    return model, target

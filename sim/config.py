@@ -1,0 +1,71 @@
+"""SimConfig: every knob of the RTL verification in one frozen dataclass, and its loader."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qphy.errors import ConfigError
+
+#: The product owner's latency budget.
+DEFAULT_BUDGET_US = 1000.0
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Configuration of the RTL simulation and verdict.
+
+    Attributes:
+        n_vectors: Vectors checked under backpressure (golden vectors are reused cyclically if
+            the export holds fewer); CI uses >= 1000, the main job >= 10,000.
+        seed: Seed of the backpressure patterns (and of generated inputs for user models).
+        source_pause_prob: Probability that the source stalls on a given cycle.
+        sink_pause_prob: Probability that the sink refuses a beat on a given cycle.
+        n_burst: Frames in the back-to-back burst that measures steady-state cycles per frame.
+        budget_us: Latency budget; a measured latency above it raises LatencyBudgetError.
+        build_timeout_s: Wall-clock limit of the Verilator build.
+        sim_timeout_s: Wall-clock limit of one simulation run (a hang at time 0 is not caught
+            by cocotb itself).
+        stall_limit_cycles: Cycles without output progress after which the bench declares a
+            deadlock.
+    """
+
+    n_vectors: int = 1000
+    seed: int = 1
+    source_pause_prob: float = 0.3
+    sink_pause_prob: float = 0.3
+    n_burst: int = 32
+    budget_us: float = DEFAULT_BUDGET_US
+    build_timeout_s: float = 900.0
+    sim_timeout_s: float = 900.0
+    stall_limit_cycles: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.n_vectors < 1:
+            raise ConfigError(f"n_vectors must be >= 1, got {self.n_vectors}")
+        for name in ("source_pause_prob", "sink_pause_prob"):
+            p = getattr(self, name)
+            if not 0.0 <= p < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {p}")
+        if not self.budget_us > 0:
+            raise ConfigError(f"budget_us must be > 0, got {self.budget_us}")
+        if self.n_burst < 2:
+            raise ConfigError(f"n_burst must be >= 2, got {self.n_burst}")
+
+
+def load_sim_config(values: Mapping[str, Any]) -> SimConfig:
+    """Build a SimConfig from a mapping; unknown keys are a ConfigError."""
+    fields = {f.name: f for f in dataclasses.fields(SimConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown sim config key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for key, value in values.items():
+        typ = type(getattr(SimConfig(), key))
+        try:
+            kwargs[key] = typ(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad value for sim config key '{key}': {value!r}") from exc
+    return SimConfig(**kwargs)

@@ -1,0 +1,98 @@
+"""Golden vectors: read an export directory, or make them for a user's QONNX file.
+
+Golden outputs always come from qonnx's executor on the QONNX model (the reference), executed
+as one batch: the model is copied with its batch dimension set to the number of vectors.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.util.cleanup import cleanup_model
+
+from qphy.errors import MalformedModelError
+
+MODEL_FILE = "model.qonnx.onnx"
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    """Float inputs/outputs of the reference model and where they came from."""
+
+    model_path: Path
+    inputs: np.ndarray
+    outputs: np.ndarray
+    variant: str
+
+
+def execute_batch(model: ModelWrapper, inputs: np.ndarray) -> np.ndarray:
+    """Run qonnx's executor on a whole batch (the model's batch dimension is 1)."""
+    batched = copy.deepcopy(model)
+    n = int(inputs.shape[0])
+    for vi in list(batched.graph.input[:1]) + list(batched.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = n
+    del batched.graph.value_info[:]
+    batched = batched.transform(InferShapes())
+    iname, oname = batched.graph.input[0].name, batched.graph.output[0].name
+    return np.asarray(execute_onnx(batched, {iname: inputs.astype(np.float32)})[oname])
+
+
+def random_inputs(shape: tuple[int, ...], n: int, seed: int, saturate_scale: float) -> np.ndarray:
+    """Seeded Gaussian inputs; every second vector is scaled up far enough to saturate."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, *shape)).astype(np.float32)
+    x[1::2] *= np.float32(saturate_scale)
+    return x
+
+
+def load_reference(path: Path) -> ModelWrapper:
+    """The QONNX model, cleaned up, for golden execution."""
+    from hw.runner import load_model  # noqa: PLC0415 - hw before sim; validation lives there
+
+    return cleanup_model(load_model(path))
+
+
+def read_export(export_dir: Path) -> GoldenSet:
+    """Read an export directory (model.qonnx.onnx, golden_in/out.npy, export_report.json)."""
+    export_dir = Path(export_dir)
+    need = [MODEL_FILE, "golden_in.npy", "golden_out.npy"]
+    missing = [f for f in need if not (export_dir / f).is_file()]
+    if missing:
+        raise MalformedModelError(f"export directory {export_dir} lacks {missing}")
+    try:
+        x = np.load(export_dir / "golden_in.npy")
+        y = np.load(export_dir / "golden_out.npy")
+    except (OSError, ValueError) as exc:
+        raise MalformedModelError(f"unreadable golden files in {export_dir}: {exc}") from exc
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) == 0:
+        raise MalformedModelError(
+            f"golden_in {x.shape} / golden_out {y.shape} are not matching (n, features) arrays"
+        )
+    variant = "unknown"
+    report = export_dir / "export_report.json"
+    if report.is_file():
+        variant = json.loads(report.read_text()).get("variant", variant)
+    return GoldenSet(export_dir / MODEL_FILE, x.astype(np.float32), y.astype(np.float32), variant)
+
+
+def extend(golden: GoldenSet, n: int, seed: int, saturate_scale: float = 64.0) -> GoldenSet:
+    """At least n vectors: the exported ones first, then seeded extra ones run through qonnx."""
+    have = len(golden.inputs)
+    if have >= n:
+        return GoldenSet(golden.model_path, golden.inputs[:n], golden.outputs[:n], golden.variant)
+    model = load_reference(golden.model_path)
+    extra = random_inputs(golden.inputs.shape[1:], n - have, seed, saturate_scale)
+    extra_out = execute_batch(model, extra)
+    return GoldenSet(
+        golden.model_path,
+        np.concatenate([golden.inputs, extra]),
+        np.concatenate([golden.outputs, extra_out.reshape(len(extra), -1)]),
+        golden.variant,
+    )

@@ -1,0 +1,44 @@
+"""Fixtures of the RTL tests: one Verilator build of the small model, shared by every test."""
+
+from __future__ import annotations
+
+import pytest
+
+from hw.config import HwBuildConfig
+from hw.toolchain import find_tool, in_ci
+from sim.config import SimConfig
+from sim.verdict import build_and_verify
+from tests.hw.fixture_export import make_export
+
+#: CI verdict size (the main job uses >= 10,000).
+CI_VECTORS = 1000
+
+
+@pytest.fixture(scope="session")
+def verilator():
+    """Verilator's path: a skip locally, a failure in CI (RTL simulation is a CI feature)."""
+    path = find_tool("verilator")
+    if path is None:
+        msg = "verilator not found in the venv or on PATH (run `make setup`)"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_export_sim(tmp_path_factory):
+    return make_export(tmp_path_factory.mktemp("export_sim"), bits="w4a4", n_golden=512)
+
+
+@pytest.fixture(scope="session")
+def small_rtl(verilator, small_export_sim, tmp_path_factory):
+    """(out_dir, report) of build_and_verify on the small model: 1000 vectors, backpressure."""
+    out = tmp_path_factory.mktemp("rtl_small") / "fullycon_w4a4"
+    report = build_and_verify(
+        small_export_sim,
+        out,
+        HwBuildConfig(target_cycles=64),
+        SimConfig(n_vectors=CI_VECTORS, seed=7, source_pause_prob=0.3, sink_pause_prob=0.3),
+    )
+    return out, report
