@@ -74,6 +74,70 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hw_sim_configs(args: argparse.Namespace):
+    from hw.config import HwBuildConfig
+    from sim.config import SimConfig
+
+    hw = {"fpga_part": args.fpga_part, "clock_mhz": args.clock_mhz}
+    if args.target_cycles is not None:
+        hw["target_cycles"] = args.target_cycles
+    if args.target_latency_cycles is not None:
+        hw["target_latency_cycles"] = args.target_latency_cycles
+    sim = {"n_vectors": args.vectors, "budget_us": args.budget_us}
+    return HwBuildConfig(**hw), SimConfig(**sim)
+
+
+def _print_verdict(rep: dict, out: Path) -> None:
+    ok = rep["bit_exact"] and rep["within_budget"]
+    res = rep["estimated_resources"]
+    print(
+        f"{rep['variant']}: {'PASS' if ok else 'FAIL'} — "
+        f"{'bit-exact' if rep['bit_exact'] else str(rep['mismatches']) + ' mismatching'} on "
+        f"{rep['vectors_checked']} vectors; latency {rep['latency_cycles']} cycles = "
+        f"{rep['latency_us']:.3f} us at {rep['clock_mhz']:g} MHz (budget {rep['budget_us']:g} us); "
+        f"{rep['cycles_per_frame']} cycles/frame = "
+        f"{rep['throughput_vectors_per_s'] / 1e6:.2f} M vectors/s; {rep['fpga_part']}: "
+        f"LUT {res['LUT']}, BRAM_18K {res['BRAM_18K']}, URAM {res['URAM']}, DSP {res['DSP']}; "
+        f"report {out / 'report.json'}"
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from sim.verdict import build_and_verify, build_user_onnx
+
+    hw_cfg, sim_cfg = _hw_sim_configs(args)
+    out = Path(args.out)
+    if args.target == "onnx":
+        if args.path is None:
+            raise ConfigError("qphy build onnx needs the path of a QONNX file")
+        rep = build_user_onnx(Path(args.path), out, hw_cfg, sim_cfg)
+        _print_verdict(rep, out)
+        return 0
+    if args.path is not None:
+        raise ConfigError(f"unexpected argument '{args.path}' for the detector")
+    from quant.pipeline import export_detector
+
+    cfg = _quant_config(args, args.bits)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The verdict publishes out/ atomically (replacing it), so the export is made beside it and
+    # moved in afterwards, also when the verdict fails (the report is written before it raises).
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        export_detector(cfg, staging / "export", args.vectors, args.checkpoint_dir)
+        try:
+            rep = build_and_verify(staging / "export", out, hw_cfg, sim_cfg)
+        finally:
+            if out.is_dir():
+                shutil.move(str(staging / "export"), str(out / "export"))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _print_verdict(rep, out)
+    return 0
+
+
 def _print_ber(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -127,6 +191,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, type=Path)
     sp.add_argument("--vectors", type=int, default=2000, help="golden vectors (>= 1000)")
     sp.set_defaults(func=cmd_export)
+    sp = sub.add_parser("build", help="export, FINN build, RTL simulation and verdict")
+    sp.add_argument("target", choices=["detector", "onnx"], help="the detector or a QONNX file")
+    sp.add_argument("path", nargs="?", default=None, help="QONNX file (for `build onnx`)")
+    sp.add_argument("--bits", default=parse_bits("w4a4"), type=parse_bits)
+    sp.add_argument("--channel", default="fixed", choices=["fixed", "iid"])
+    sp.add_argument("--checkpoint-dir", type=Path, default=None)
+    sp.add_argument("--out", required=True, type=Path)
+    sp.add_argument("--vectors", type=int, default=10_000, help="vectors checked in RTL")
+    sp.add_argument("--budget-us", type=float, default=1000.0, help="latency budget (us)")
+    sp.add_argument("--clock-mhz", type=float, default=200.0)
+    sp.add_argument("--fpga-part", default="xczu3eg-sbva484-1-e")
+    sp.add_argument(
+        "--target-cycles",
+        type=int,
+        default=None,
+        help="folding target: cycles per frame of the slowest layer",
+    )
+    sp.add_argument(
+        "--target-latency-cycles",
+        type=int,
+        default=None,
+        help="folding target: analytic latency in cycles",
+    )
+    sp.set_defaults(func=cmd_build)
     return p
 
 
