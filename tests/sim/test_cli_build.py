@@ -37,8 +37,17 @@ def test_impossible_budget_exits_nonzero_with_report(verilator, tmp_path):
     export = make_export(tmp_path / "exp", bits="w4a4", n_golden=64, hidden=32, n_hidden_layers=1)
     out = tmp_path / "user_w4a4"
     res = _qphy(
-        "build", "onnx", str(export / "model.qonnx.onnx"), "--out", str(out),
-        "--vectors", "200", "--target-cycles", "32", "--budget-us", "0.01",
+        "build",
+        "onnx",
+        str(export / "model.qonnx.onnx"),
+        "--out",
+        str(out),
+        "--vectors",
+        "200",
+        "--target-cycles",
+        "32",
+        "--budget-us",
+        "0.01",
     )
     assert res.returncode == 1, res.stderr
     assert "LatencyBudgetError" in res.stderr.strip().splitlines()[-1]
