@@ -75,7 +75,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _hw_sim_configs(args: argparse.Namespace):
-    from hw.config import HwBuildConfig
+    from hw.config import FifoSizing, FoldingPreference, HwBuildConfig
     from sim.config import SimConfig
 
     hw = {"fpga_part": args.fpga_part, "clock_mhz": args.clock_mhz}
@@ -83,6 +83,8 @@ def _hw_sim_configs(args: argparse.Namespace):
         hw["target_cycles"] = args.target_cycles
     if args.target_latency_cycles is not None:
         hw["target_latency_cycles"] = args.target_latency_cycles
+    hw["folding_preference"] = FoldingPreference(args.folding_preference)
+    hw["fifo_sizing"] = FifoSizing(args.fifo_sizing)
     sim = {"n_vectors": args.vectors, "budget_us": args.budget_us}
     return HwBuildConfig(**hw), SimConfig(**sim)
 
@@ -154,6 +156,8 @@ def _print_ber(res: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hw.config import FifoSizing, FoldingPreference
+
     p = _Parser(prog="qphy", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -214,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folding target: analytic latency in cycles",
     )
+    sp.add_argument(
+        "--folding-preference",
+        default="resources",
+        choices=[p.value for p in FoldingPreference],
+        help="tie-break among foldings that meet the target",
+    )
+    sp.add_argument("--fifo-sizing", default="frame", choices=[f.value for f in FifoSizing])
     sp.set_defaults(func=cmd_build)
     return p
 
