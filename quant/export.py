@@ -96,29 +96,35 @@ def torch_traces(model: torch.nn.Module, x: np.ndarray) -> tuple[list[QuantizerT
     return traces, out
 
 
-def _batched(model: ModelWrapper, n: int) -> ModelWrapper:
+def batched_model(model: ModelWrapper, n: int) -> ModelWrapper:
     """A copy of the batch-1 graph with batch n (value_info dropped and re-inferred)."""
     m = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
-    for vi in list(m.graph.input) + list(m.graph.output):
+    for vi in list(m.graph.input[:1]) + list(m.graph.output):
         vi.type.tensor_type.shape.dim[0].dim_value = n
     del m.graph.value_info[:]
     return m.transform(InferShapes())
 
 
+def execute_batch(model: ModelWrapper, inputs: np.ndarray, full_context: bool = False):
+    """qonnx's executor on a whole batch at once: the output array, or every tensor by name."""
+    m = batched_model(model, int(inputs.shape[0]))
+    iname, oname = m.graph.input[0].name, m.graph.output[0].name
+    ctx = execute_onnx(m, {iname: inputs.astype(np.float32)}, return_full_exec_context=full_context)
+    return ctx if full_context else np.asarray(ctx[oname])
+
+
 def qonnx_traces(model: ModelWrapper, x: np.ndarray) -> tuple[list[QuantizerTrace], np.ndarray]:
     """Run qonnx's executor on all of ``x`` at once; integers at every activation Quant node."""
-    m = _batched(model, x.shape[0])
-    iname, oname = m.graph.input[0].name, m.graph.output[0].name
-    ctx = execute_onnx(m, {iname: x.astype(np.float32)}, return_full_exec_context=True)
+    ctx = execute_batch(model, x, full_context=True)
     traces = []
-    for node in m.graph.node:
-        if node.op_type != "Quant" or m.get_initializer(node.input[0]) is not None:
+    for node in model.graph.node:
+        if node.op_type != "Quant" or model.get_initializer(node.input[0]) is not None:
             continue  # weight/bias quantizers are checked separately
         scale = np.asarray(ctx[node.input[1]])
         traces.append(
             QuantizerTrace(node.name, _to_ints(ctx[node.output[0]], scale, node.name), scale)
         )
-    return traces, np.asarray(ctx[oname])
+    return traces, np.asarray(ctx[model.graph.output[0].name])
 
 
 def check_weights(torch_model: torch.nn.Module, model: ModelWrapper) -> int:

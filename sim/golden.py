@@ -6,18 +6,16 @@ as one batch: the model is copied with its batch dimension set to the number of 
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.core.onnx_exec import execute_onnx
-from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
 
 from qphy.errors import MalformedModelError
+from quant.export import execute_batch
 
 MODEL_FILE = "model.qonnx.onnx"
 
@@ -30,18 +28,6 @@ class GoldenSet:
     inputs: np.ndarray
     outputs: np.ndarray
     variant: str
-
-
-def execute_batch(model: ModelWrapper, inputs: np.ndarray) -> np.ndarray:
-    """Run qonnx's executor on a whole batch (the model's batch dimension is 1)."""
-    batched = copy.deepcopy(model)
-    n = int(inputs.shape[0])
-    for vi in list(batched.graph.input[:1]) + list(batched.graph.output):
-        vi.type.tensor_type.shape.dim[0].dim_value = n
-    del batched.graph.value_info[:]
-    batched = batched.transform(InferShapes())
-    iname, oname = batched.graph.input[0].name, batched.graph.output[0].name
-    return np.asarray(execute_onnx(batched, {iname: inputs.astype(np.float32)})[oname])
 
 
 def random_inputs(shape: tuple[int, ...], n: int, seed: int, saturate_scale: float) -> np.ndarray:

@@ -27,8 +27,9 @@ from hw.config import HwBuildConfig
 from hw.runner import run_build
 from hw.toolchain import tool_versions
 from qphy.errors import BitMismatchError, LatencyBudgetError, PipelineError
+from quant.export import execute_batch
 from sim.config import SimConfig
-from sim.golden import GoldenSet, execute_batch, extend, load_reference, random_inputs, read_export
+from sim.golden import GoldenSet, extend, load_reference, random_inputs, read_export
 from sim.host import expected_integers, quantize_input
 from sim.stitch import stitch
 from sim.verilator import build, run_test
