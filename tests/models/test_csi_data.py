@@ -32,14 +32,6 @@ N_TINY = 16
 SCENARIOS = list(Scenario)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(scenario: Scenario, seed: int = 7, **kw) -> CsiDataConfig:
     return CsiDataConfig(scenario=scenario, n_samples=N_TINY, seed=seed, batch_size=8, **kw)
 

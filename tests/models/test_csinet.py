@@ -30,14 +30,6 @@ PAPER_CR4_PARAMS = 2.12e6
 PAPER_TOLERANCE = 0.005  # 0.5 %: the paper rounds to three digits
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def costs():
     return {(c.arch, c.cr): c for c in cost_table()}
