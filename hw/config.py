@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qphy.config import reject_unknown_keys
 from qphy.errors import ConfigError
 
 DEFAULT_FPGA_PART = "xczu3eg-sbva484-1-e"
@@ -96,10 +96,7 @@ class HwBuildConfig:
 
 def load_hw_config(values: Mapping[str, Any]) -> HwBuildConfig:
     """Build a HwBuildConfig from a mapping (e.g. parsed JSON); unknown keys are a ConfigError."""
-    fields = {f.name: f for f in dataclasses.fields(HwBuildConfig)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown hw config key(s) {unknown}; known: {sorted(fields)}")
+    reject_unknown_keys(HwBuildConfig, values, "hw config")
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         try:

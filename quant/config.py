@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from qphy.config import reject_unknown_keys
 from qphy.errors import ConfigError
 from qphy.variants import Bits
 
@@ -69,10 +70,7 @@ class QuantConfig:
         """Build from a dict; unknown keys are a ConfigError."""
         from qphy.variants import parse_bits
 
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown QuantConfig key(s): {', '.join(unknown)}")
+        reject_unknown_keys(cls, data, "quant config")
         d = dict(data)
         if d.get("bits") is not None:
             d["bits"] = parse_bits(d["bits"])

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from qphy.config import reject_unknown_keys
 from qphy.errors import ConfigError
 
 #: The product owner's latency budget.
@@ -57,10 +57,7 @@ class SimConfig:
 
 def load_sim_config(values: Mapping[str, Any]) -> SimConfig:
     """Build a SimConfig from a mapping; unknown keys are a ConfigError."""
-    fields = {f.name: f for f in dataclasses.fields(SimConfig)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown sim config key(s) {unknown}; known: {sorted(fields)}")
+    reject_unknown_keys(SimConfig, values, "sim config")
     kwargs = {}
     for key, value in values.items():
         typ = type(getattr(SimConfig(), key))

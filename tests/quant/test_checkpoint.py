@@ -62,3 +62,12 @@ def test_no_partial_file_on_failed_save(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         checkpoint.save(FullyCon(SMALL), tmp_path / "x.pt", {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_quant_config_loader_rejects_unknown_keys():
+    from qphy.errors import ConfigError
+    from quant.config import QuantConfig
+
+    with pytest.raises(ConfigError, match=r"unknown quant config key\(s\) \['zzz'\]"):
+        QuantConfig.from_json({"zzz": 1})
+    assert QuantConfig.from_json({"bits": "w4a4"}).bits == Bits(4, 4)
