@@ -7,8 +7,11 @@ imaginary parts, see ``models/csi_data.py``) to a codeword ``(B, M)`` with M = 2
 ``model.encoder`` and ``model.decoder`` are separate submodules; ``forward`` chains them.
 
 Encoders start with :class:`Centre` (x - 0.5, see there why), then are plain chains
-conv -> BatchNorm -> LeakyReLU(0.3) (BatchNorm folds into the following thresholds in FINN;
-convolutions have no bias because BatchNorm supplies it). The codeword layer has BatchNorm but
+conv -> BatchNorm -> LeakyReLU(1/4) (convolutions have no bias because BatchNorm supplies it;
+the quantized encoder folds BatchNorm into the conv, ``quant/qat_csinet.py``). The slope is
+1/4, not CsiNet's 0.3: a power of two makes ``slope * x`` exact in float32, so the hw flow
+can map LeakyReLU + quantizer onto integer thresholds that agree with the QONNX reference bit
+for bit (with 0.3 the reference's float32 rounding decides ties). The codeword layer has BatchNorm but
 no activation: the codeword is linear, the quantizer set by the quant stage decides its bit
 width.
 
@@ -58,7 +61,7 @@ CODEWORD_SIZES: dict[int, int] = {4: 512, 8: 256, 16: 128, 32: 64}
 #: Model input/output shape without the batch axis: (real/imag, delay taps, angles).
 INPUT_SHAPE: tuple[int, int, int] = (2, 32, 32)
 ARCHS: tuple[str, ...] = ("csinetplus", "convcsinet", "convsqucsinet")
-LEAKY_SLOPE = 0.3
+LEAKY_SLOPE = 0.25
 _CODE_HW = 8  # spatial size of the conv nets' codeword map
 
 
@@ -84,7 +87,7 @@ class Downsample(enum.Enum):
 def conv_bn(
     c_in: int, c_out: int, kernel: int, stride: int = 1, act: bool = True, pool: bool = False
 ) -> nn.Sequential:
-    """Conv ('same' padding) -> [AvgPool2d(2)] -> BatchNorm -> [LeakyReLU(0.3)]."""
+    """Conv ('same' padding) -> [AvgPool2d(2)] -> BatchNorm -> [LeakyReLU(1/4)]."""
     layers: list[nn.Module] = [
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False)
     ]

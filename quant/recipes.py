@@ -66,6 +66,10 @@ class Recipe:
     def relu(self) -> dict:
         return {"act_quant": ReluQuant, "bit_width": self.bits.act_bits}
 
+    def signed_act(self) -> dict:
+        """After LeakyReLU: signed, ``act_bits`` wide (negative inputs keep a slope)."""
+        return {"act_quant": Int8ActPerTensorFixedPoint, "bit_width": self.bits.act_bits}
+
     def input(self) -> dict:
         return {"act_quant": Int8ActPerTensorFixedPoint, "bit_width": INPUT_BITS}
 
