@@ -7,6 +7,7 @@ holding (node name, op_type, hint) for every offending node.
 
 from __future__ import annotations
 
+from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
@@ -27,27 +28,48 @@ QONNX_SUPPORTED = frozenset(
         "Reshape",
         "BipolarQuant",
         "Trunc",
+        "Conv",
+        "LeakyRelu",
+        "Transpose",
     }
 )
 #: HW layers qphy can stitch (each has an RTL variant in finn-rtllib).
-HW_SUPPORTED = frozenset({"MVAU", "Thresholding"})
+HW_SUPPORTED = frozenset({"MVAU", "Thresholding", "FMPadding", "ConvolutionInputGenerator"})
 RTL_SUPPORTED = frozenset(
-    {"MVAU_rtl", "Thresholding_rtl", "StreamingFIFO_rtl", "StreamingDataWidthConverter_rtl"}
+    {
+        "MVAU_rtl",
+        "Thresholding_rtl",
+        "FMPadding_rtl",
+        "ConvolutionInputGenerator_rtl",
+        "StreamingFIFO_rtl",
+        "StreamingDataWidthConverter_rtl",
+    }
 )
+#: Pure re-orderings of a frame: at the graph's input or output they become host permutations.
+LAYOUT_OPS = frozenset({"Transpose", "Flatten", "Reshape"})
 #: Float ops that may stay on the host after the dataflow partition (the output scale/bias).
 HOST_TAIL_OPS = frozenset({"Mul", "Add", "Sub", "Div"})
 FPGADATAFLOW_DOMAIN = "finn.custom_op.fpgadataflow"
 
+_POOL_HINT = (
+    "no RTL pooling layer qphy can stitch; down-sample with a strided conv instead (it subsumes "
+    "conv + average pooling)"
+)
 _HINTS = {
-    "Conv": "convolutions need the im2col (ConvolutionInputGenerator) path, not supported by qphy "
-    "yet; use fully connected layers",
     "Sigmoid": "no RTL layer; quantize the output with a QuantIdentity and apply the sigmoid on "
     "the host",
     "Tanh": "no RTL layer; use QuantHardTanh or a QuantReLU so it becomes thresholds",
     "Softmax": "no RTL layer; apply softmax on the host after the accelerator",
     "BatchNormalization": "fold it into the preceding linear layer before export",
-    "LeakyRelu": "no RTL layer; use ReLU or a quantized activation that becomes thresholds",
-    "MaxPool": "pooling is not supported by qphy's RTL stitcher",
+    "LeakyRelu": "must be followed by an activation quantizer and have a power-of-two slope",
+    "MaxPool": _POOL_HINT,
+    "AveragePool": _POOL_HINT,
+    "GlobalAveragePool": _POOL_HINT,
+    "GlobalMaxPool": _POOL_HINT,
+    "QuantAvgPool2d": _POOL_HINT,
+    "Upsample": "no RTL up-sampling layer qphy can stitch (decoders stay on the host)",
+    "Resize": "no RTL up-sampling layer qphy can stitch (decoders stay on the host)",
+    "ConvTranspose": "no RTL transposed conv; decoders stay on the host",
     "Concat": "branching graphs are not supported by qphy's linear RTL stitcher",
 }
 
@@ -56,10 +78,48 @@ def _hint(op_type: str, default: str) -> str:
     return _HINTS.get(op_type, default)
 
 
+def _conv_problem(node) -> str | None:
+    """Why a Conv cannot become SWG + MVAU (None if it can)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if int(attrs.get("group", 1)) != 1:
+        return (
+            "grouped/depthwise convs need the VVAU, which has no RTL variant qphy can stitch; "
+            "use group=1"
+        )
+    if any(int(d) != 1 for d in attrs.get("dilations", [1])):
+        return "dilated convs are not supported; use dilation 1"
+    if len(attrs.get("kernel_shape", [0, 0])) != 2:
+        return "only 2-D convs are supported"
+    return None
+
+
+def _leaky_problem(model: ModelWrapper, node) -> str | None:
+    """Why a LeakyRelu cannot become thresholds (None if it can)."""
+    from hw.transforms import is_power_of_two
+
+    alpha = next((a.f for a in node.attribute if a.name == "alpha"), 0.01)
+    if not is_power_of_two(alpha):
+        return (
+            f"LeakyReLU slope {alpha:g} is not a power of two, so its thresholds would not be "
+            "exact; train with slope 2**-k (qphy's models use 1/4)"
+        )
+    consumers = model.find_consumers(node.output[0]) or []
+    if len(consumers) != 1 or consumers[0].op_type != "Quant":
+        return "must be followed by exactly one activation quantizer (QuantIdentity)"
+    return None
+
+
 def check_qonnx_supported(model: ModelWrapper) -> None:
     """After export: every op must lower to RTL, and the input must be quantized."""
     bad: list[UnsupportedNode] = []
     for node in model.graph.node:
+        problem = None
+        if node.op_type == "Conv":
+            problem = _conv_problem(node)
+        elif node.op_type == "LeakyRelu":
+            problem = _leaky_problem(model, node)
+        if problem is not None:
+            bad.append(UnsupportedNode(node.name or "<unnamed>", node.op_type, problem))
         if node.op_type not in QONNX_SUPPORTED:
             bad.append(
                 UnsupportedNode(
@@ -115,12 +175,33 @@ def host_tail(model: ModelWrapper) -> list:
     return list(reversed(tail))
 
 
-def check_hw_supported(model: ModelWrapper, stage: str = "HW conversion") -> None:
-    """After HW conversion: every node is an MVAU/Thresholding layer, or a host-side tail op."""
-    tail_names = {n.name for n in host_tail(model)}
+def boundary_layout_ops(model: ModelWrapper) -> list:
+    """Layout ops (Transpose/Flatten/Reshape) before the first or after the last HW layer."""
+    nodes = list(model.graph.node)
+    hw = [k for k, n in enumerate(nodes) if n.domain == FPGADATAFLOW_DOMAIN]
+    if not hw:
+        return []
+    outside = nodes[: hw[0]] + nodes[hw[-1] + 1 :]
+    return [n for n in outside if n.op_type in LAYOUT_OPS]
+
+
+def check_hw_supported(
+    model: ModelWrapper, stage: str = "HW conversion", boundary_layout: bool = False
+) -> None:
+    """After HW conversion: every node is a HW layer (MVAU, Thresholding, FMPadding, SWG) or a
+    host-side tail op; with ``boundary_layout``, also a layout op at the graph's input/output
+    (moved to the host by the next step)."""
+    allowed = {n.name for n in host_tail(model)}
+    if boundary_layout:
+        allowed |= {n.name for n in boundary_layout_ops(model)}
+        # Scalar tail ops between output layout ops (they commute with the re-ordering).
+        nodes = list(model.graph.node)
+        hw = [k for k, n in enumerate(nodes) if n.domain == FPGADATAFLOW_DOMAIN]
+        if hw:
+            allowed |= {n.name for n in nodes[hw[-1] + 1 :] if n.op_type in HOST_TAIL_OPS}
     bad = []
     for node in model.graph.node:
-        if node.name in tail_names:
+        if node.name in allowed:
             continue
         if node.domain == FPGADATAFLOW_DOMAIN and node.op_type in HW_SUPPORTED:
             continue
@@ -132,6 +213,13 @@ def check_hw_supported(model: ModelWrapper, stage: str = "HW conversion") -> Non
             hint = "not converted to an MVAU: weights and inputs must be quantized integers"
         elif node.op_type in HOST_TAIL_OPS:
             hint = "a float op inside the datapath (only a final scale/bias can stay on the host)"
+        elif node.op_type in LAYOUT_OPS:
+            hint = (
+                "a re-ordering inside the datapath; only one at the accelerator's input or "
+                "output can move to the host"
+            )
+        elif node.op_type == "Im2Col":
+            hint = "not converted to a sliding-window generator (check the conv's geometry)"
         else:
             hint = _hint(node.op_type, "no HW layer for this op")
         bad.append(UnsupportedNode(node.name, node.op_type, hint))

@@ -1,9 +1,16 @@
 """Folding (PE/SIMD) from a cycles-per-frame target, and the analytic per-layer cycles.
 
 FINN's SetFolding does the same job but assumes HLS layers for some ops; this one knows only the
-two RTL compute layers qphy stitches and picks, per layer, the least parallelism that meets the
+RTL layers qphy stitches and picks, per compute layer, the least parallelism that meets the
 target (fewest DSPs/LUTs), preferring to match the producer's output parallelism so fewer
 data-width converters are needed.
+
+A conv layer is FMPadding -> ConvolutionInputGenerator (SWG) -> MVAU. The SWG's output beat must
+be the MVAU's input beat, so the MVAU's SIMD is chosen among what the RTL SWG can emit: a
+divisor of the input channels C (one window element group per beat; the SWG and its FMPadding
+then use the same SIMD), or the whole K*K*C window per beat (the SWG's ``parallel_window`` mode,
+SWG/FMPadding SIMD = C), which is what one output pixel per cycle needs (e.g. CsiNet+'s 7x7 convs
+on 2 channels).
 """
 
 from __future__ import annotations
@@ -35,16 +42,18 @@ def mvau_folding(
     target: int,
     dsp_block: str = "DSP48E2",
     prefer_latency: bool = False,
+    simd_choices: list[int] | None = None,
 ) -> tuple[int, int]:
     """(PE, SIMD) meeting cycles <= target with the fewest DSPs, then the fewest PE*SIMD,
     then the fewest PE (narrower streams, cheaper Thresholding layers downstream).
 
     With ``prefer_latency``, the smallest SIMD (shortest DSP chain) wins first.
+    ``simd_choices`` restricts SIMD (default: every divisor of MW).
     Falls back to fully parallel (PE=MH, SIMD=MW) when no folding meets the target.
     """
     best: tuple[int, int, int, int] | None = None
     for pe in _divisors(mh):
-        for simd in _divisors(mw):
+        for simd in simd_choices or _divisors(mw):
             cycles = (mw // simd) * (mh // pe) * n_vectors
             if cycles > target:
                 continue
@@ -76,23 +85,56 @@ def _n_vectors(inst) -> int:
     return int(math.prod(nv)) if isinstance(nv, list | tuple) else int(nv)
 
 
+def swg_simd_choices(swg) -> list[int]:
+    """SIMDs an MVAU fed by this RTL SWG may use: divisors of C, or the whole window."""
+    channels = int(swg.get_nodeattr("IFMChannels"))
+    k_h, k_w = swg.get_nodeattr("ConvKernelDim")
+    choices = _divisors(channels)
+    if k_h * k_w > 1:
+        choices.append(k_h * k_w * channels)
+    return choices
+
+
+def fold_window_producers(model: ModelWrapper, mvau_node, mvau_simd: int) -> None:
+    """Set the SIMD (and parallel_window mode) of the SWG and FMPadding feeding an MVAU."""
+    swg_node = model.find_producer(mvau_node.input[0])
+    if swg_node is None or not swg_node.op_type.startswith("ConvolutionInputGenerator"):
+        return
+    swg = getCustomOp(swg_node)
+    channels = int(swg.get_nodeattr("IFMChannels"))
+    parallel = mvau_simd > channels
+    simd = channels if parallel else mvau_simd
+    swg.set_nodeattr("SIMD", simd)
+    if "parallel_window" in swg.get_nodeattr_types():
+        swg.set_nodeattr("parallel_window", int(parallel))
+    pad_node = model.find_producer(swg_node.input[0])
+    if pad_node is not None and pad_node.op_type.startswith("FMPadding"):
+        getCustomOp(pad_node).set_nodeattr("SIMD", simd)
+
+
 def apply_folding(
     model: ModelWrapper,
     target_cycles: int,
     dsp_block: str = "DSP48E2",
     prefer_latency: bool = False,
 ) -> ModelWrapper:
-    """Set PE/SIMD on every MVAU/Thresholding node so each meets ``target_cycles``."""
+    """Set PE/SIMD on every MVAU/Thresholding node so each meets ``target_cycles``; the SWG
+    and FMPadding of a conv follow their MVAU (see the module docstring)."""
     producer_pe: int | None = None
     for node in model.graph.node:
         inst = getCustomOp(node)
         if node.op_type.startswith("MVAU"):
             mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+            producer = model.find_producer(node.input[0])
+            choices = None
+            if producer is not None and producer.op_type.startswith("ConvolutionInputGenerator"):
+                choices = swg_simd_choices(getCustomOp(producer))
             pe, simd = mvau_folding(
-                mw, mh, _n_vectors(inst), target_cycles, dsp_block, prefer_latency
+                mw, mh, _n_vectors(inst), target_cycles, dsp_block, prefer_latency, choices
             )
             inst.set_nodeattr("PE", pe)
             inst.set_nodeattr("SIMD", simd)
+            fold_window_producers(model, node, simd)
             producer_pe = pe
         elif node.op_type.startswith("Thresholding"):
             channels = inst.get_nodeattr("NumChannels")
@@ -116,9 +158,28 @@ def fold_for_latency(
 ) -> tuple[ModelWrapper, int]:
     """Fold to ``target_cycles``; with a latency target, lower it until sum(cycles) fits.
 
+    The sum of the layers' cycles is an upper bound of a chain's latency, which pipelined conv
+    layers beat by far (each starts on its producer's first rows): when even full parallelism
+    cannot bring the sum under the latency target (the FMPadding/SWG layers have a floor of one
+    padded input pixel per cycle), the latency target is left to the simulation to verify and
+    the folding follows ``target_cycles`` alone.
+
     Returns the model and the per-layer target that was used.
     """
     target = target_cycles
+    if target_latency_cycles is not None:
+        apply_folding(model, 1, dsp_block, prefer_latency)
+        floor = sum(cycles_per_layer(model).values())
+        if floor > target_latency_cycles:
+            log.warning(
+                "latency target %d cycles is below the analytic layer sum even fully parallel "
+                "(%d cycles, pipelined conv layers overlap); folding to %d cycles/layer and "
+                "leaving the latency to the simulation",
+                target_latency_cycles,
+                floor,
+                target_cycles,
+            )
+            target_latency_cycles = None
     apply_folding(model, target, dsp_block, prefer_latency)
     if target_latency_cycles is None:
         return model, target

@@ -30,7 +30,11 @@ from qonnx.transformation.infer_shapes import InferShapes
 from hw.checks import check_hw_supported, check_qonnx_supported, check_rtl_specialized, host_tail
 from hw.config import FifoSizing, FoldingPreference, HwBuildConfig, Preset
 from hw.folding import fold_for_latency
-from hw.transforms import RoundHalfEvenThresholds
+from hw.transforms import (
+    FoldConvBiasQuant,
+    LeakyReluQuantToThresholds,
+    RoundHalfEvenThresholds,
+)
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
 
 log = logging.getLogger(__name__)
@@ -142,14 +146,22 @@ def step_quantize_input_on_host(model: ModelWrapper, cfg: HwBuildConfig) -> Mode
             "rounding_mode": rounding,
         },
         input_datatype=dtype.name,
+        input_shape=[int(d) for d in model.get_tensor_shape(graph_in)[1:]],
     )
     return _tidy(model)
 
 
 def step_convert_to_finn(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
-    """QONNX Quant nodes -> FINN MultiThreshold / integer weights."""
+    """QONNX Quant nodes -> FINN MultiThreshold / integer weights.
+
+    ``LeakyRelu -> Quant`` pairs become thresholds first (FINN's conversion accepts only a Relu
+    or an affine op before an activation quantizer); see
+    :class:`hw.transforms.LeakyReluQuantToThresholds`.
+    """
     from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
 
+    model = model.transform(FoldConvBiasQuant())
+    model = model.transform(LeakyReluQuantToThresholds())
     return _tidy(model.transform(ConvertQONNXtoFINN()))
 
 
@@ -161,27 +173,65 @@ def step_tidy_up(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
 def step_streamline(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
     """Move scales into thresholds (FINN Streamline), leaving integer MatMul + MultiThreshold.
 
-    Then make the thresholds round ties to even, as the exported quantizers do (see
+    Convolutions are lowered to Im2Col + MatMul in NHWC layout (the transposes this inserts
+    around every conv cancel out or are absorbed into the thresholds; the ones left at the
+    graph's input and output are moved to the host later), then streamlined again.
+    Finally the thresholds are made to round ties to even, as the exported quantizers do (see
     :class:`hw.transforms.RoundHalfEvenThresholds`); FINN's conversion rounds ties up.
     """
     from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.absorb import (
+        AbsorbConsecutiveTransposes,
+        AbsorbTransposeIntoMultiThreshold,
+    )
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
     model = model.transform(Streamline())
+    if any(n.op_type == "Conv" for n in model.graph.node):
+        model = model.transform(LowerConvsToMatMul())
+        for _ in range(2):  # absorbing one transpose can make its neighbour absorbable
+            model = model.transform(AbsorbTransposeIntoMultiThreshold())
+            model = model.transform(AbsorbConsecutiveTransposes())
+        model = model.transform(Streamline())
+        model = model.transform(InferDataLayouts())
     model = _tidy(model)
     return model.transform(RoundHalfEvenThresholds())
 
 
 def step_convert_to_hw(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
-    """MultiThreshold -> Thresholding, MatMul -> MVAU; then check every node became a HW layer."""
+    """Im2Col -> FMPadding + ConvolutionInputGenerator, MultiThreshold -> Thresholding,
+    MatMul -> MVAU; a conv-to-FC Transpose + Flatten is absorbed into the FC weights.
+    Then check every node became a HW layer (layout ops at the graph boundary excepted: they
+    move to the host in the next step)."""
+    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
     from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import (
         InferQuantizedMatrixVectorActivation,
     )
     from finn.transformation.fpgadataflow.convert_to_hw.thresholding import (
         InferThresholdingLayer,
     )
+    from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
 
+    model = model.transform(InferConvInpGen())
     model = model.transform(InferThresholdingLayer())
     model = model.transform(InferQuantizedMatrixVectorActivation())
+    model = model.transform(InferDataLayouts())
+    model = model.transform(RemoveCNVtoFCFlatten())
+    model = _tidy(model)
+    check_hw_supported(model, boundary_layout=True)
+    return model
+
+
+def step_move_layout_to_host(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
+    """Cut the input/output re-orderings (NCHW <-> NHWC, Flatten) off the graph; the host
+    applies them as index permutations (see :mod:`hw.layout`)."""
+    from hw.layout import strip_input_layout, strip_output_layout
+
+    model, in_perm = strip_input_layout(model)
+    model, out_perm = strip_output_layout(model)
+    _set_host_meta(model, input_perm=in_perm, output_perm=out_perm)
     model = _tidy(model)
     check_hw_supported(model)
     return model
@@ -311,6 +361,7 @@ STEPS: dict[str, StepFn] = {
     "tidy_up": step_tidy_up,
     "streamline": step_streamline,
     "convert_to_hw": step_convert_to_hw,
+    "move_layout_to_host": step_move_layout_to_host,
     "create_dataflow_partition": step_create_dataflow_partition,
     "specialize_layers": step_specialize_layers,
     "apply_folding": step_apply_folding,
@@ -322,5 +373,5 @@ STEPS: dict[str, StepFn] = {
 
 PRESETS: dict[Preset, list[str]] = {
     Preset.RTL: list(STEPS),
-    Preset.CHECK: list(STEPS)[: list(STEPS).index("convert_to_hw") + 1],
+    Preset.CHECK: list(STEPS)[: list(STEPS).index("move_layout_to_host") + 1],
 }

@@ -22,7 +22,11 @@ MODEL_FILE = "model.qonnx.onnx"
 
 @dataclass(frozen=True)
 class GoldenSet:
-    """Float inputs/outputs of the reference model and where they came from."""
+    """Float inputs/outputs of the reference model and where they came from.
+
+    ``inputs`` keep the model's input shape per vector (``(n, 2, 32, 32)`` for a CSI encoder,
+    ``(n, features)`` for the detector); ``outputs`` are flattened per vector ``(n, M)``.
+    """
 
     model_path: Path
     inputs: np.ndarray
@@ -57,10 +61,11 @@ def read_export(export_dir: Path) -> GoldenSet:
         y = np.load(export_dir / "golden_out.npy")
     except (OSError, ValueError) as exc:
         raise MalformedModelError(f"unreadable golden files in {export_dir}: {exc}") from exc
-    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) == 0:
+    if x.ndim < 2 or y.ndim < 2 or len(x) != len(y) or len(x) == 0:
         raise MalformedModelError(
-            f"golden_in {x.shape} / golden_out {y.shape} are not matching (n, features) arrays"
+            f"golden_in {x.shape} / golden_out {y.shape} are not matching (n, ...) arrays"
         )
+    y = y.reshape(len(y), -1)  # outputs are compared per vector, flattened
     variant = "unknown"
     report = export_dir / "export_report.json"
     if report.is_file():

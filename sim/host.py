@@ -2,6 +2,9 @@
 
 Replicates qonnx's Quant exactly (divide by scale in float32, add zero point, clip, round with
 the node's rounding mode) so the integers the RTL receives are the ones the golden model saw.
+Frame re-orderings cut off the graph by the hw stage (``input_perm``/``output_perm`` in the
+host metadata, see hw/layout.py) are applied here: ``hw_in[i] = x_flat[input_perm[i]]`` and
+``y_flat[j] = hw_out[output_perm[j]]``.
 """
 
 from __future__ import annotations
@@ -65,3 +68,32 @@ def expected_integers(golden: np.ndarray, tail: list[dict]) -> np.ndarray:
             "output scale: the golden file does not belong to this model"
         )
     return ints
+
+
+def hw_inputs(x: np.ndarray, host: dict) -> np.ndarray:
+    """Float model inputs ``(n, ...)`` -> the integer vectors the accelerator receives, in its
+    stream order: quantize (in the model's own shape, so per-channel scales broadcast), flatten
+    each vector, then apply the input permutation."""
+    x = np.asarray(x, dtype=np.float32)
+    shape = host.get("input_shape")
+    if shape is not None and x.ndim == 2 and x.shape[1] == int(np.prod(shape)):
+        x = x.reshape(len(x), *shape)
+    ints = quantize_input(x, host["input_quant"]).reshape(len(x), -1)
+    perm = host.get("input_perm")
+    return ints if perm is None else ints[:, np.asarray(perm)]
+
+
+def hw_outputs_order(y: np.ndarray, host: dict) -> np.ndarray:
+    """Model-order output integers ``(n, M)`` -> the accelerator's stream order."""
+    perm = host.get("output_perm")
+    if perm is None:
+        return y
+    out = np.empty_like(y)
+    out[:, np.asarray(perm)] = y
+    return out
+
+
+def model_outputs_order(hw: np.ndarray, host: dict) -> np.ndarray:
+    """The accelerator's output integers (stream order) -> model order (inverse of the above)."""
+    perm = host.get("output_perm")
+    return hw if perm is None else hw[:, np.asarray(perm)]

@@ -30,7 +30,7 @@ from qphy.errors import BitMismatchError, LatencyBudgetError, PipelineError
 from quant.export import execute_batch
 from sim.config import SimConfig
 from sim.golden import GoldenSet, extend, load_reference, random_inputs, read_export
-from sim.host import expected_integers, quantize_input
+from sim.host import expected_integers, hw_inputs, hw_outputs_order
 from sim.stitch import stitch
 from sim.verilator import build, run_test
 
@@ -271,8 +271,10 @@ def _build_and_verify_golden(
         times["hw_build_s"] = round(time.perf_counter() - t0, 2)
         manifest = json.loads((hw.rtl_dir / "manifest.json").read_text())
         host = manifest["host"]
-        inputs = quantize_input(golden.inputs, host["input_quant"])
-        expected = expected_integers(golden.outputs, host.get("output_tail", []))
+        inputs = hw_inputs(golden.inputs, host)
+        expected = hw_outputs_order(
+            expected_integers(golden.outputs, host.get("output_tail", [])), host
+        )
         (tmp / "sim").mkdir()
         np.save(tmp / "sim" / "vectors_in.npy", inputs)
         np.save(tmp / "sim" / "vectors_expected.npy", expected)
@@ -342,5 +344,5 @@ def build_user_onnx(
     shape = tuple(model.get_tensor_shape(model.graph.input[0].name))[1:]
     x = random_inputs(shape, sim_cfg.n_vectors, sim_cfg.seed, saturate_scale)
     y = execute_batch(model, x).reshape(len(x), -1)
-    golden = GoldenSet(path, x.reshape(len(x), -1), y, variant or path.stem.split(".")[0])
+    golden = GoldenSet(path, x, y, variant or path.stem.split(".")[0])
     return _build_and_verify_golden(golden, out_dir, hw_cfg, sim_cfg)

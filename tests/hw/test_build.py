@@ -59,7 +59,8 @@ def test_dataflow_model_matches_qonnx_golden(hw_build, small_export):
     host = json.loads((hw_build.rtl_dir / "manifest.json").read_text())["host"]
     x = quantize_input(np.load(small_export / "golden_in.npy"), host["input_quant"])
     want = expected_integers(np.load(small_export / "golden_out.npy"), host["output_tail"])
-    path = hw_build.build_dir / "intermediate" / "07_create_dataflow_partition.onnx"
+    k = list(STEPS).index("create_dataflow_partition") + 1
+    path = hw_build.build_dir / "intermediate" / f"{k:02d}_create_dataflow_partition.onnx"
     with finn_environment(hw_build.build_dir):
         from finn.core.onnx_exec import execute_onnx
 
