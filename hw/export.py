@@ -155,7 +155,11 @@ def hw_report(model: ModelWrapper, cfg: HwBuildConfig) -> dict:
     folding = {}
     for node in model.graph.node:
         inst = getCustomOp(node)
-        attrs = {a: inst.get_nodeattr(a) for a in ("PE", "SIMD") if a in inst.get_nodeattr_types()}
+        attrs = {
+            a: inst.get_nodeattr(a)
+            for a in ("PE", "SIMD", "parallel_window")
+            if a in inst.get_nodeattr_types()
+        }
         if attrs:
             folding[node.name] = attrs
     compute = {k: v for k, v in cycles.items() if not k.startswith("StreamingFIFO")}

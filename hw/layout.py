@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.infer_shapes import InferShapes
 
 from hw.checks import FPGADATAFLOW_DOMAIN, HOST_TAIL_OPS, LAYOUT_OPS
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
@@ -40,6 +41,7 @@ def _is_scalar_const(model: ModelWrapper, node) -> bool:
 
 def strip_input_layout(model: ModelWrapper) -> tuple[ModelWrapper, list[int] | None]:
     """Remove the layout ops that directly follow the graph input; returns the input perm."""
+    model = model.transform(InferShapes())
     inp = model.graph.input[0]
     shape = model.get_tensor_shape(inp.name)
     dtype = model.get_tensor_datatype(inp.name)
@@ -76,6 +78,7 @@ def strip_output_layout(model: ModelWrapper) -> tuple[ModelWrapper, list[int] | 
     are kept (re-chained in order, now on the HW output's shape); any other node next to a
     layout op would need its constant permuted too and is refused.
     """
+    model = model.transform(InferShapes())
     nodes = list(model.graph.node)
     last_hw = max((k for k, n in enumerate(nodes) if n.domain == FPGADATAFLOW_DOMAIN), default=-1)
     tail = nodes[last_hw + 1 :]

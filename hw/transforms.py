@@ -107,8 +107,12 @@ class LeakyReluQuantToThresholds(Transformation):
     MAX_BITS = 8
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        from qonnx.transformation.infer_shapes import InferShapes
+
         bad: list[UnsupportedNode] = []
         changed = False
+        if any(n.op_type == "LeakyRelu" for n in model.graph.node):
+            model = model.transform(InferShapes())
         for leaky in [n for n in model.graph.node if n.op_type == "LeakyRelu"]:
             alpha = float(_attr(leaky, "alpha", 0.01))
             consumers = model.find_consumers(leaky.output[0]) or []

@@ -50,3 +50,46 @@ def make_export(
         model, x, Path(out_dir), {"variant": variant_name("fullycon", parse_bits(bits))}
     )
     return Path(out_dir)
+
+
+def make_csi_export(
+    out_dir: Path,
+    arch: str = "convcsinet",
+    cr: int = 32,
+    width: int = 4,
+    bits: str = "w4a4",
+    n_golden: int = 256,
+    seed: int = 0,
+) -> Path:
+    """Export a small random-init quantized CSI encoder (conv net) with quant's verified export.
+
+    The activation quantizers are calibrated on a few train-mode passes of [0, 1) CSI-like
+    inputs; golden inputs are CENTRED (x - 0.5, as the host sends them), every fourth one
+    scaled up to saturate the input quantizer.
+    """
+    import torch
+
+    from models.registry import build_model
+    from qphy.variants import parse_bits, variant_name
+    from quant.export import export_verified
+    from quant.qat_csinet import QuantAutoencoder
+
+    torch.manual_seed(seed)
+    kwargs = {"width": width} if arch != "csinetplus" else {}
+    model = QuantAutoencoder(build_model(arch, cr=cr, **kwargs).eval(), parse_bits(bits), 8)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(64, 2, 32, 32))
+    model.eval()
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n_golden, 2, 32, 32)) - 0.5).astype(np.float32)
+    x[3::4] *= 4.0
+    export_verified(
+        model.encoder,
+        x,
+        Path(out_dir),
+        {"variant": variant_name(arch, parse_bits(bits))},
+        check_decisions=False,
+    )
+    return Path(out_dir)

@@ -42,3 +42,36 @@ def small_rtl(verilator, small_export_sim, tmp_path_factory):
         SimConfig(n_vectors=CI_VECTORS, seed=7, source_pause_prob=0.3, sink_pause_prob=0.3),
     )
     return out, report
+
+
+#: The CI conv encoder: ConvSquCsiNet (3x3 convs, strided fire modules with 1x1 squeezes, 1x1
+#: codeword conv), width 4, CR 32 (64-element codeword), w4a4, random init.
+CONV_ARCH, CONV_CR, CONV_WIDTH = "convsqucsinet", 32, 4
+#: Cycles per layer: lets the 3x3 convs on 2 channels use the SWG's parallel-window mode.
+CONV_TARGET_CYCLES = 1200
+
+
+@pytest.fixture(scope="session")
+def conv_export(tmp_path_factory):
+    from tests.hw.fixture_export import make_csi_export
+
+    return make_csi_export(
+        tmp_path_factory.mktemp("export_conv"),
+        arch=CONV_ARCH,
+        cr=CONV_CR,
+        width=CONV_WIDTH,
+        n_golden=CI_VECTORS,
+    )
+
+
+@pytest.fixture(scope="session")
+def conv_rtl(verilator, conv_export, tmp_path_factory):
+    """(out_dir, report) of build_and_verify on the small conv encoder, backpressure on."""
+    out = tmp_path_factory.mktemp("rtl_conv") / f"{CONV_ARCH}_w4a4"
+    report = build_and_verify(
+        conv_export,
+        out,
+        HwBuildConfig(target_cycles=CONV_TARGET_CYCLES),
+        SimConfig(n_vectors=CI_VECTORS, seed=11, source_pause_prob=0.3, sink_pause_prob=0.3),
+    )
+    return out, report
