@@ -2,8 +2,10 @@
 
 FINN's CreateStitchedIP does this through Vivado IP Integrator; here the top is plain
 SystemVerilog written from ``rtl/manifest.json``: the layers in stream order, each MVAU with its
-weight streamer (memstream), every port that is not part of the chain tied off. Sources are
-copied into the sim build directory and patched there (never in site-packages).
+weight streamer (memstream), every port that is not part of the chain tied off (e.g. the AXI-lite
+configuration ports of FMPadding_rtl and ConvolutionInputGenerator_rtl, unused in their static
+mode). Sources are copied into the sim build directory and patched there (never in
+site-packages).
 """
 
 from __future__ import annotations

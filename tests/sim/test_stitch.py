@@ -46,3 +46,20 @@ def test_pack_unpack_roundtrip(bits, per_beat, signed):
     assert len(beats) == 60 // per_beat
     assert beats[0] & ((1 << bits) - 1) == int(v[0]) & ((1 << bits) - 1)  # element 0 in LSBs
     assert np.array_equal(unpack_beats(beats, bits, per_beat, signed), v)
+
+
+def test_config_ports_tied_off():
+    """FMPadding_rtl/SWG_rtl wrappers carry an AXI-lite port (dynamic mode only): its inputs
+    are tied to zero, its outputs left open."""
+    from sim.stitch import _connections
+
+    src = """module pad #(parameter W = 1)(input ap_clk, input s_axilite_AWVALID,
+        output s_axilite_AWREADY, input [4:0] s_axilite_AWADDR, input in0_V_TVALID);
+    endmodule"""
+    conns = _connections(module_ports(src, "pad"), {"ap_clk": "clk", "in0_V_TVALID": "v"})
+    assert conns == [
+        ".ap_clk(clk)",
+        ".s_axilite_AWVALID('0)",
+        ".s_axilite_AWADDR('0)",
+        ".in0_V_TVALID(v)",
+    ]
