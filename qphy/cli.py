@@ -18,6 +18,11 @@ from qphy.variants import parse_bits
 
 log = logging.getLogger("qphy")
 
+TARGETS = ("detector", "csi-encoder")
+#: Default latency budgets: the brief's 1 ms, and one OFDM symbol at 120 kHz for the encoder.
+DETECTOR_BUDGET_US = 1000.0
+CSI_BUDGET_US = 8.9
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises ConfigError instead of printing usage and exiting."""
@@ -43,9 +48,44 @@ def _quant_config(args: argparse.Namespace, bits):
     return QuantConfig(bits=bits, channel=args.channel, **overrides)
 
 
+_CSI_ONLY = ("arch", "cr", "scenario", "codeword_bits")
+
+
+def _csi_config(args: argparse.Namespace, bits):
+    """CsiConfig from the options (only those given override the defaults)."""
+    from quant.csi import CsiConfig
+
+    kw = {k: getattr(args, k) for k in _CSI_ONLY if getattr(args, k, None) is not None}
+    if getattr(args, "float_steps", None) is not None:
+        kw["float_steps"] = args.float_steps
+    if getattr(args, "qat_steps", None) is not None:
+        kw["qat_steps"] = args.qat_steps
+    return CsiConfig(bits=bits, **kw)
+
+
+def _check_target_options(args: argparse.Namespace) -> None:
+    """CSI options with the detector (or the detector's --channel with the CSI encoder) are
+    mistakes worth a clear error rather than being ignored."""
+    given = [k for k in _CSI_ONLY if getattr(args, k, None) is not None]
+    if args.target != "csi-encoder" and given:
+        opts = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ConfigError(f"{opts}: for csi-encoder only, not the {args.target}")
+    if args.target == "csi-encoder" and getattr(args, "channel", None) is not None:
+        raise ConfigError("--channel applies to the detector; use --scenario for csi-encoder")
+    if args.target == "detector" and getattr(args, "channel", None) is None:
+        args.channel = "fixed"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from quant.pipeline import load_or_train
 
+    if args.target == "csi-encoder":
+        from quant.csi import train
+
+        cfg = _csi_config(args, args.bits)
+        _, meta = train(cfg, args.checkpoint_dir)
+        print(f"{meta['variant']}: test NMSE {meta['test_nmse_db']:.2f} dB")
+        return 0
     cfg = _quant_config(args, args.bits)
     load_or_train(cfg, args.checkpoint_dir, retrain=True)
     return 0
@@ -54,17 +94,35 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from quant.pipeline import evaluate_detector
 
+    if args.target == "csi-encoder":
+        from quant.csi import evaluate, write_json
+
+        res = evaluate(_csi_config(args, args.bits), args.checkpoint_dir)
+        write_json(res, Path(args.out) / "nmse.json")
+        print(
+            f"{res['variant']}: NMSE float {res['nmse_db']['float']:.2f} dB, quantized "
+            f"{res['nmse_db']['quant']:.2f} dB on {res['test_samples']} test samples"
+        )
+        return 0
     cfg = _quant_config(args, args.bits)
     res = evaluate_detector(cfg, Path(args.out), args.checkpoint_dir)
     _print_ber(res)
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace, out: Path) -> dict:
+    if args.target == "csi-encoder":
+        from quant.csi import export
+
+        return export(_csi_config(args, args.bits), out, args.vectors, args.checkpoint_dir)
     from quant.pipeline import export_detector
 
     cfg = _quant_config(args, args.bits)
-    rep = export_detector(cfg, Path(args.out), args.vectors, args.checkpoint_dir)
+    return export_detector(cfg, out, args.vectors, args.checkpoint_dir)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    rep = _export(args, Path(args.out))
     print(
         f"exported {rep['variant']} to {args.out}: QONNX == Brevitas on {rep['vectors_checked']}"
         f" vectors ({rep['saturating_vectors']} saturating), "
@@ -85,7 +143,10 @@ def _hw_sim_configs(args: argparse.Namespace):
         hw["target_latency_cycles"] = args.target_latency_cycles
     hw["folding_preference"] = FoldingPreference(args.folding_preference)
     hw["fifo_sizing"] = FifoSizing(args.fifo_sizing)
-    sim = {"n_vectors": args.vectors, "budget_us": args.budget_us}
+    budget = args.budget_us
+    if budget is None:
+        budget = CSI_BUDGET_US if args.target == "csi-encoder" else DETECTOR_BUDGET_US
+    sim = {"n_vectors": args.vectors, "budget_us": budget}
     return HwBuildConfig(**hw), SimConfig(**sim)
 
 
@@ -100,7 +161,14 @@ def _print_verdict(rep: dict, out: Path) -> None:
         f"{rep['cycles_per_frame']} cycles/frame = "
         f"{rep['throughput_vectors_per_s'] / 1e6:.2f} M vectors/s; {rep['fpga_part']}: "
         f"LUT {res['LUT']}, BRAM_18K {res['BRAM_18K']}, URAM {res['URAM']}, DSP {res['DSP']}; "
-        f"report {out / 'report.json'}"
+        + (
+            f"NMSE float {rep['nmse_db']['float']:.2f} dB, quantized "
+            f"{rep['nmse_db']['quant']:.2f} dB, codeword {rep['codeword_bits']} bits x "
+            f"{rep['codeword_size']}; "
+            if "nmse_db" in rep
+            else ""
+        )
+        + f"report {out / 'report.json'}"
     )
 
 
@@ -119,25 +187,49 @@ def cmd_build(args: argparse.Namespace) -> int:
         _print_verdict(rep, out)
         return 0
     if args.path is not None:
-        raise ConfigError(f"unexpected argument '{args.path}' for the detector")
-    from quant.pipeline import export_detector
+        raise ConfigError(f"unexpected argument '{args.path}' for the {args.target}")
+    extra = {}
+    if args.target == "csi-encoder":
+        from quant.csi import evaluate
 
-    cfg = _quant_config(args, args.bits)
+        res = evaluate(_csi_config(args, args.bits), args.checkpoint_dir)
+        extra = {
+            "nmse_db": res["nmse_db"],
+            "codeword_bits": res["codeword_bits"],
+            "codeword_size": res["codeword_size"],
+            "feedback_bits": res["feedback_bits"],
+            "encoder_params": res["encoder_params"],
+            "encoder_flops": res["encoder_flops"],
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
     # The verdict publishes out/ atomically (replacing it), so the export is made beside it and
     # moved in afterwards, also when the verdict fails (the report is written before it raises).
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
     try:
-        export_detector(cfg, staging / "export", args.vectors, args.checkpoint_dir)
+        _export(args, staging / "export")
         try:
             rep = build_and_verify(staging / "export", out, hw_cfg, sim_cfg)
         finally:
             if out.is_dir():
                 shutil.move(str(staging / "export"), str(out / "export"))
+                if extra:
+                    _add_to_report(out / "report.json", extra)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _print_verdict(rep, out)
+    _print_verdict({**rep, **extra}, out)
     return 0
+
+
+def _add_to_report(path: Path, extra: dict) -> None:
+    """Merge ``extra`` into a written report.json (atomically: temp file + rename)."""
+    import json
+    import os
+
+    rep = json.loads(path.read_text())
+    rep.update(extra)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rep, indent=1))
+    os.replace(tmp, path)
 
 
 def _print_ber(res: dict) -> None:
@@ -162,15 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def csi_options(sp: argparse.ArgumentParser) -> None:
+        from models.csinet import ARCHS, CODEWORD_SIZES
+
+        sp.add_argument("--arch", choices=ARCHS, help="csi-encoder architecture")
+        sp.add_argument("--cr", type=int, choices=sorted(CODEWORD_SIZES), help="compression")
+        sp.add_argument("--scenario", choices=["indoor", "outdoor"], help="CSI data set")
+        sp.add_argument("--codeword-bits", type=int, help="bits per codeword element (8)")
+
     def common(sp: argparse.ArgumentParser, allow_float: bool = False) -> None:
-        sp.add_argument("target", choices=["detector"], help="what to work on")
+        sp.add_argument("target", choices=TARGETS, help="what to work on")
         sp.add_argument(
             "--bits",
             default=parse_bits("w4a4"),
             type=_bits_or_float if allow_float else parse_bits,
             help="w<W>a<A> (2..8 bits each)" + (" or float" if allow_float else ""),
         )
-        sp.add_argument("--channel", default="fixed", choices=["fixed", "iid"])
+        sp.add_argument("--channel", default=None, choices=["fixed", "iid"])
+        csi_options(sp)
         sp.add_argument(
             "--checkpoint-dir",
             type=Path,
@@ -196,14 +297,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--vectors", type=int, default=2000, help="golden vectors (>= 1000)")
     sp.set_defaults(func=cmd_export)
     sp = sub.add_parser("build", help="export, FINN build, RTL simulation and verdict")
-    sp.add_argument("target", choices=["detector", "onnx"], help="the detector or a QONNX file")
+    sp.add_argument(
+        "target", choices=[*TARGETS, "onnx"], help="the detector, a CSI encoder or a QONNX file"
+    )
     sp.add_argument("path", nargs="?", default=None, help="QONNX file (for `build onnx`)")
     sp.add_argument("--bits", default=parse_bits("w4a4"), type=parse_bits)
-    sp.add_argument("--channel", default="fixed", choices=["fixed", "iid"])
+    sp.add_argument("--channel", default=None, choices=["fixed", "iid"])
+    csi_options(sp)
     sp.add_argument("--checkpoint-dir", type=Path, default=None)
     sp.add_argument("--out", required=True, type=Path)
-    sp.add_argument("--vectors", type=int, default=10_000, help="vectors checked in RTL")
-    sp.add_argument("--budget-us", type=float, default=1000.0, help="latency budget (us)")
+    sp.add_argument("--vectors", type=int, default=None, help="vectors checked in RTL")
+    sp.add_argument(
+        "--budget-us",
+        type=float,
+        default=None,
+        help=f"latency budget in us (detector {DETECTOR_BUDGET_US:g}, csi-encoder {CSI_BUDGET_US})",
+    )
     sp.add_argument("--clock-mhz", type=float, default=200.0)
     sp.add_argument("--fpga-part", default="xczu3eg-sbva484-1-e")
     sp.add_argument(
@@ -234,6 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="fast_hadamard_transform")
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "target", None) in TARGETS:
+            _check_target_options(args)
+        if getattr(args, "vectors", 0) is None:
+            args.vectors = 1000 if args.target == "csi-encoder" else 10_000
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.INFO,
             format="%(levelname)s %(name)s: %(message)s",

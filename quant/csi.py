@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from models.csi_data import DEFAULT_CACHE_DIR, CsiDataConfig, load_or_generate, nmse_db_scaled
-from models.csinet import ARCHS, CODEWORD_SIZES, CsiAutoencoder, model_cost
+from models.csinet import ARCHS, CODEWORD_SIZES, model_cost
 from models.registry import build_model
 from qphy.config import reject_unknown_keys
 from qphy.errors import CheckpointError, ConfigError
@@ -170,7 +170,7 @@ def _fit(
     start = time.perf_counter()
     with _progress() as progress:
         task = progress.add_task(what, total=steps, loss=float("nan"))
-        for step in range(steps):
+        for _ in range(steps):
             idx = torch.randint(0, len(train), (cfg.batch_size,), generator=gen)
             x = train[idx]
             loss = torch.mean((model(x) - x) ** 2)
@@ -267,7 +267,9 @@ def train(cfg: CsiConfig, ckpt_dir: Path | None = None, cache_dir: Path = DEFAUL
         **stats,
     }
     checkpoint.save(model, _ckpt_path(cfg, ckpt_dir), meta)
-    log.info("%s: test NMSE %.2f dB -> %s", cfg.name, meta["test_nmse_db"], _ckpt_path(cfg, ckpt_dir))
+    log.info(
+        "%s: test NMSE %.2f dB -> %s", cfg.name, meta["test_nmse_db"], _ckpt_path(cfg, ckpt_dir)
+    )
     return model, meta
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import torch
 from brevitas.export import export_qonnx
-from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.infer_shapes import InferShapes
@@ -129,15 +129,16 @@ def qonnx_traces(model: ModelWrapper, x: np.ndarray) -> tuple[list[QuantizerTrac
 
 
 def check_weights(torch_model: torch.nn.Module, model: ModelWrapper) -> int:
-    """Weight integers of every QuantLinear equal those of the matching weight Quant node."""
-    layers = [m for m in torch_model.modules() if isinstance(m, QuantLinear)]
+    """Weight integers of every QuantLinear/QuantConv2d equal those of its weight Quant node."""
+    layers = [m for m in torch_model.modules() if isinstance(m, QuantLinear | QuantConv2d)]
     weight_nodes = []
     for node in model.graph.node:
         consumers = model.find_consumers(node.output[0]) if node.op_type == "Quant" else []
         init = model.get_initializer(node.input[0]) if node.op_type == "Quant" else None
-        # A weight Quant feeds input 1 of a Gemm/MatMul; a bias Quant feeds input 2.
+        # A weight Quant feeds input 1 of a Gemm/MatMul/Conv; a bias Quant feeds input 2.
         if init is not None and any(
-            c.op_type in ("Gemm", "MatMul") and c.input[1] == node.output[0] for c in consumers
+            c.op_type in ("Gemm", "MatMul", "Conv") and c.input[1] == node.output[0]
+            for c in consumers
         ):
             weight_nodes.append(node)
     if len(layers) != len(weight_nodes):

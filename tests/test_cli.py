@@ -33,3 +33,22 @@ def test_unknown_command_and_target_exit_2(capsys):
 def test_bad_channel_exit_2(capsys):
     assert main(["evaluate", "detector", "--channel", "rayleigh", "--out", "x"]) == 2
     assert "invalid choice: 'rayleigh'" in capsys.readouterr().err
+
+
+def test_unknown_csi_arch_is_one_line_config_error_exit_2(tmp_path):
+    out = tmp_path / "o"
+    res = _run("build", "csi-encoder", "--arch", "csinet3", "--cr", "4", "--out", str(out))
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("qphy: error: ConfigError:"), res.stderr
+    assert "csinet3" in lines[0] and "convsqucsinet" in lines[0]
+    assert not out.exists()
+
+
+def test_csi_options_with_the_detector_and_channel_with_csi_exit_2(capsys):
+    assert main(["build", "detector", "--arch", "csinetplus", "--out", "x"]) == 2
+    assert main(["train", "csi-encoder", "--channel", "iid"]) == 2
+    assert main(["build", "csi-encoder", "--cr", "5", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "--arch: for csi-encoder only" in err and "use --scenario" in err
+    assert "invalid choice: 5" in err
