@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from models.csi_data import DEFAULT_CACHE_DIR, CsiDataConfig, load_or_generate, nmse_db_scaled
-from models.csinet import ARCHS, CODEWORD_SIZES, model_cost
+from models.csinet import ARCHS, CODEWORD_SIZES, Centre, model_cost
 from models.registry import build_model
 from qphy.config import reject_unknown_keys
 from qphy.errors import CheckpointError, ConfigError
@@ -314,8 +314,8 @@ def export(
     model, _ = load_or_train(cfg, ckpt_dir, cache_dir)
     *_, test_x = datasets(cfg, cache_dir, need_train=False)
     idx = np.arange(n_vectors) % len(test_x)
-    x = (test_x.numpy()[idx] - np.float32(0.5)).astype(np.float32)
-    meta = {"variant": cfg.name, "input": "centred CSI x - 0.5, (2, 32, 32) NCHW"}
+    x = Centre()(test_x[idx]).numpy().astype(np.float32)
+    meta = {"variant": cfg.name, "input": "centred CSI (x - 0.5) * 16, (2, 32, 32) NCHW"}
     return export_verified(model.encoder, np.ascontiguousarray(x), Path(out_dir), meta, False)
 
 
