@@ -3,7 +3,8 @@
 Writes under ``cfg.build_dir``:
 
 * ``rtl/src/``: every Verilog/SystemVerilog source of every layer (finn-rtllib copies included),
-  unmodified; sim/ patches its own copies.
+  unmodified except for the hardware bug fixes in :data:`RTL_FIXES` (they go to every consumer
+  of rtl/, the bitstream recipes included); sim/ patches its own copies for Verilator.
 * ``rtl/mem/``: weight and threshold memory files, renamed per layer
   (``<node>_memblock.dat``, ``<node>_threshs_<pe>_<stage>.dat``).
 * ``rtl/manifest.json``: the stream chain in order (module, widths, memory files, FIFO depth)
@@ -58,11 +59,54 @@ def device_fit(fpga_part: str, total: dict) -> dict:
     }
 
 
+#: mvu.sv's result pipeline: 3 DSP stages, the SIMD adder tree, one output register.
+MVU_CORE_DEPTH = "4 + $clog2(SIMD) + (SIMD == 1)"
+_MVU_QUEUE_LINE = "localparam int unsigned  MAX_IN_FLIGHT = CORE_PIPELINE_DEPTH;"
+
+
+def patch_mvu_output_queue(text: str) -> str:
+    """Size mvu_vvu_axi's output queue for the core it instantiates (finn-plus 1.6.1 bug).
+
+    Once backpressure reaches the MVU, a registered lock stops new inputs, and the queue must
+    take the result that met the stall plus every result still in the core's pipeline: one
+    more than the pipeline depth. Upstream sizes it to exactly the depth it assumes,
+    ``3 + $clog2(SIMD+1) + (SIMD == 1)``, while mvu.sv's pipeline is
+    ``4 + $clog2(SIMD) + (SIMD == 1)`` deep (one more for every SIMD that is not a power of
+    two; far more for DSP58's soft-vector path). With one result per cycle (SIMD = MW, PE = MH)
+    and a consumer that stalls long enough, the queue overflows: the SRL drops a result (in
+    simulation the "Overflowing output queue" assertion stops it). Seen with a 3x3 conv on 2
+    channels in parallel-window mode (SIMD = MW = 18, PE = MH = 16) behind a stalling consumer,
+    without FIFOs (tests/sim/test_mvu_queue.py reproduces it on one MVU).
+    """
+    if "qphy: output queue" in text:
+        return text
+    if _MVU_QUEUE_LINE not in text or "CORE_PIPELINE_DEPTH =" not in text:
+        raise PipelineError("mvu_vvu_axi.sv changed upstream: cannot apply the output-queue fix")
+    fixed = (
+        "// qphy: output queue sized for mvu.sv's pipeline too (see hw/export.py).\n"
+        f"\t\tlocalparam int unsigned  MVU_CORE_DEPTH = {MVU_CORE_DEPTH};\n"
+        "\t\tlocalparam int unsigned  MAX_IN_FLIGHT = 1 +\n"
+        "\t\t\t(MVU_CORE_DEPTH > CORE_PIPELINE_DEPTH? MVU_CORE_DEPTH : CORE_PIPELINE_DEPTH);"
+    )
+    return text.replace(_MVU_QUEUE_LINE, fixed, 1)
+
+
+#: Hardware bug fixes applied to the exported copies of finn-rtllib sources, by file name.
+RTL_FIXES = {"mvu_vvu_axi.sv": patch_mvu_output_queue}
+
+
 def _copy_unique(src: Path, dst_dir: Path, name: str | None = None) -> str:
     dst = dst_dir / (name or src.name)
+    fix = RTL_FIXES.get(dst.name)
     if dst.exists():
-        if not filecmp.cmp(src, dst, shallow=False):
+        same = (
+            fix(src.read_text()) == dst.read_text() if fix else filecmp.cmp(src, dst, shallow=False)
+        )
+        if not same:
             raise PipelineError(f"two different RTL sources are both named {dst.name}")
+    elif fix:
+        dst.write_text(fix(src.read_text()))
+        log.info("applied the %s fix to %s", fix.__name__, dst.name)
     else:
         shutil.copyfile(src, dst)
     return dst.name
