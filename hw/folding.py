@@ -11,6 +11,14 @@ divisor of the input channels C (one window element group per beat; the SWG and 
 then use the same SIMD), or the whole K*K*C window per beat (the SWG's ``parallel_window`` mode,
 SWG/FMPadding SIMD = C), which is what one output pixel per cycle needs (e.g. CsiNet+'s 7x7 convs
 on 2 channels).
+
+The SWG and FMPadding have cycles of their own for each such SIMD: a SIMD is a candidate for the
+MVAU only if its window producers meet the target too. The SWG's default (non-parallel) mode
+adds a buffer fill of K-1 padded rows to ``max(OFMDim_w * K * K, stride * IFMDim_w) * C/SIMD``
+cycles per output row, which can exceed the MVAU's cycles at PE = MH: a stride-2 3x3 conv on
+32 channels at SIMD 16 takes 1230 cycles in the SWG for 1152 in the MVAU. When no SIMD
+brings them under the target, the fastest window producers are kept (their floor: one padded
+input pixel per cycle).
 """
 
 from __future__ import annotations
@@ -95,11 +103,14 @@ def swg_simd_choices(swg) -> list[int]:
     return choices
 
 
-def fold_window_producers(model: ModelWrapper, mvau_node, mvau_simd: int) -> None:
-    """Set the SIMD (and parallel_window mode) of the SWG and FMPadding feeding an MVAU."""
+def fold_window_producers(model: ModelWrapper, mvau_node, mvau_simd: int) -> int:
+    """Set the SIMD (and parallel_window mode) of the SWG and FMPadding feeding an MVAU.
+
+    Returns the larger of their cycles per frame (0 when the MVAU has no SWG producer).
+    """
     swg_node = model.find_producer(mvau_node.input[0])
     if swg_node is None or not swg_node.op_type.startswith("ConvolutionInputGenerator"):
-        return
+        return 0
     swg = getCustomOp(swg_node)
     channels = int(swg.get_nodeattr("IFMChannels"))
     parallel = mvau_simd > channels
@@ -107,9 +118,43 @@ def fold_window_producers(model: ModelWrapper, mvau_node, mvau_simd: int) -> Non
     swg.set_nodeattr("SIMD", simd)
     if "parallel_window" in swg.get_nodeattr_types():
         swg.set_nodeattr("parallel_window", int(parallel))
+    cycles = int(swg.get_exp_cycles())
     pad_node = model.find_producer(swg_node.input[0])
     if pad_node is not None and pad_node.op_type.startswith("FMPadding"):
-        getCustomOp(pad_node).set_nodeattr("SIMD", simd)
+        pad = getCustomOp(pad_node)
+        pad.set_nodeattr("SIMD", simd)
+        cycles = max(cycles, int(pad.get_exp_cycles()))
+    return cycles
+
+
+def window_stride(model: ModelWrapper, mvau_node) -> int:
+    """Vertical stride of the SWG feeding an MVAU (1 without one).
+
+    A strided conv's windows come in bursts: all windows of an output row become available
+    while the last of its ``stride`` input rows streams in, none during the others. Without a
+    FIFO to spread them, the MVAU (and its Thresholding) must finish an output row within one
+    input row's time or stall the whole chain upstream: ConvCsiNet's stride-2 conv at 4 cycles
+    per window (1024 of a 1156-cycle target) measured 1764 cycles per frame. So the layers behind
+    a stride-s SWG are folded to ``target / s``.
+    """
+    producer = model.find_producer(mvau_node.input[0])
+    if producer is None or not producer.op_type.startswith("ConvolutionInputGenerator"):
+        return 1
+    return max(1, int(getCustomOp(producer).get_nodeattr("Stride")[0]))
+
+
+def window_simd_choices(model: ModelWrapper, mvau_node, target: int) -> list[int] | None:
+    """SIMDs the MVAU may use given its SWG: those whose SWG and FMPadding meet ``target``,
+    or, if none does, those with the fewest window cycles. None without an SWG producer."""
+    producer = model.find_producer(mvau_node.input[0])
+    if producer is None or not producer.op_type.startswith("ConvolutionInputGenerator"):
+        return None
+    cycles = {
+        s: fold_window_producers(model, mvau_node, s)
+        for s in swg_simd_choices(getCustomOp(producer))
+    }
+    fast = [s for s, c in cycles.items() if c <= target]
+    return fast or [s for s, c in cycles.items() if c == min(cycles.values())]
 
 
 def apply_folding(
@@ -118,19 +163,19 @@ def apply_folding(
     dsp_block: str = "DSP48E2",
     prefer_latency: bool = False,
 ) -> ModelWrapper:
-    """Set PE/SIMD on every MVAU/Thresholding node so each meets ``target_cycles``; the SWG
-    and FMPadding of a conv follow their MVAU (see the module docstring)."""
+    """Set PE/SIMD on every MVAU/Thresholding node so each meets ``target_cycles``
+    (``target_cycles / stride`` behind a strided conv window, see :func:`window_stride`); the
+    SWG and FMPadding of a conv follow their MVAU (see the module docstring)."""
     producer_pe: int | None = None
+    layer_target = target_cycles
     for node in model.graph.node:
         inst = getCustomOp(node)
         if node.op_type.startswith("MVAU"):
             mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
-            producer = model.find_producer(node.input[0])
-            choices = None
-            if producer is not None and producer.op_type.startswith("ConvolutionInputGenerator"):
-                choices = swg_simd_choices(getCustomOp(producer))
+            choices = window_simd_choices(model, node, target_cycles)
+            layer_target = max(1, target_cycles // window_stride(model, node))
             pe, simd = mvau_folding(
-                mw, mh, _n_vectors(inst), target_cycles, dsp_block, prefer_latency, choices
+                mw, mh, _n_vectors(inst), layer_target, dsp_block, prefer_latency, choices
             )
             inst.set_nodeattr("PE", pe)
             inst.set_nodeattr("SIMD", simd)
@@ -138,7 +183,7 @@ def apply_folding(
             producer_pe = pe
         elif node.op_type.startswith("Thresholding"):
             channels = inst.get_nodeattr("NumChannels")
-            pe = thresholding_pe(channels, _n_vectors(inst), target_cycles, producer_pe)
+            pe = thresholding_pe(channels, _n_vectors(inst), layer_target, producer_pe)
             inst.set_nodeattr("PE", pe)
             producer_pe = pe
     return model

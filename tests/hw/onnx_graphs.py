@@ -83,3 +83,68 @@ def float_weight_graph(path: Path) -> Path:
     )
     path.write_bytes(model.SerializeToString())
     return path
+
+
+RTL_DOMAIN = "finn.custom_op.fpgadataflow.rtl"
+
+
+def conv_window_chain(ifm: int = 16, ch: int = 32, mh: int = 32, k: int = 3, stride: int = 2):
+    """FMPadding_rtl -> ConvolutionInputGenerator_rtl -> MVAU_rtl of one padded KxK conv (NHWC,
+    INT4), folding attributes at 1: ConvCsiNet's second stride-2 conv by default."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    ofm = (ifm + 2 - k) // stride + 1
+    pad = helper.make_node(
+        "FMPadding_rtl",
+        ["x"],
+        ["xp"],
+        name="pad",
+        domain=RTL_DOMAIN,
+        ImgDim=[ifm, ifm],
+        Padding=[1, 1, 1, 1],
+        NumChannels=ch,
+        SIMD=1,
+        inputDataType="INT4",
+        numInputVectors=1,
+    )
+    swg = helper.make_node(
+        "ConvolutionInputGenerator_rtl",
+        ["xp"],
+        ["xw"],
+        name="swg",
+        domain=RTL_DOMAIN,
+        ConvKernelDim=[k, k],
+        IFMChannels=ch,
+        IFMDim=[ifm + 2, ifm + 2],
+        OFMDim=[ofm, ofm],
+        SIMD=1,
+        Stride=[stride, stride],
+        Dilation=[1, 1],
+        inputDataType="INT4",
+        outputDataType="INT4",
+    )
+    mvau = helper.make_node(
+        "MVAU_rtl",
+        ["xw", "w"],
+        ["y"],
+        name="mvau",
+        domain=RTL_DOMAIN,
+        MW=k * k * ch,
+        MH=mh,
+        SIMD=1,
+        PE=1,
+        inputDataType="INT4",
+        weightDataType="INT4",
+        outputDataType="INT32",
+        numInputVectors=[1, ofm, ofm],
+    )
+    graph = helper.make_graph(
+        [pad, swg, mvau],
+        "conv_window_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, ifm, ifm, ch])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, ofm, ofm, mh])],
+    )
+    model = ModelWrapper(qonnx_make_model(graph))
+    model.set_initializer("w", np.zeros((k * k * ch, mh), dtype=np.float32))
+    return model

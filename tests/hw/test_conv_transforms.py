@@ -150,3 +150,33 @@ def test_conv_folding_uses_parallel_window_for_one_pixel_per_cycle():
     assert mvau_folding(98, 2, 1024, 1444, simd_choices=[1, 2, 98]) == (2, 98)
     pe, simd = mvau_folding(98, 2, 1024, 60000, simd_choices=[1, 2, 98])
     assert simd in (1, 2)
+
+
+def test_conv_folding_counts_the_window_producers_cycles():
+    """ConvCsiNet's stride-2 conv on 32 channels (16x16 -> 8x8): SIMD 16 with PE 32 gives the
+    MVAU 1152 cycles, under a 1156 target, but the SWG then needs 1230 (measured: 1230 cycles
+    per frame); such a SIMD is no candidate. Behind a stride-2 window the MVAU gets half the
+    target (windows come in bursts, one output row per input row's time)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from hw.folding import (
+        apply_folding,
+        fold_window_producers,
+        window_simd_choices,
+        window_stride,
+    )
+    from tests.hw.onnx_graphs import conv_window_chain
+
+    model = conv_window_chain()
+    mvau = model.graph.node[2]
+    assert fold_window_producers(model, mvau, 16) == 1230
+    assert window_simd_choices(model, mvau, 1156) == [32, 288]
+    assert window_stride(model, mvau) == 2
+    apply_folding(model, 1156, prefer_latency=True)
+    cycles = {n.name: getCustomOp(n).get_exp_cycles() for n in model.graph.node}
+    assert cycles["swg"] <= 1156 and cycles["pad"] <= 1156
+    assert cycles["mvau"] <= 1156 // 2
+    # Unreachable target: the fastest window producer (parallel window: one pixel per cycle).
+    assert window_simd_choices(model, mvau, 100) == [288]
+    unstrided = conv_window_chain(stride=1)
+    assert window_stride(unstrided, unstrided.graph.node[2]) == 1
