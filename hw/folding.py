@@ -135,7 +135,9 @@ def window_stride(model: ModelWrapper, mvau_node) -> int:
     FIFO to spread them, the MVAU (and its Thresholding) must finish an output row within one
     input row's time or stall the whole chain upstream: ConvCsiNet's stride-2 conv at 4 cycles
     per window (1024 of a 1156-cycle target) measured 1764 cycles per frame. So the layers behind
-    a stride-s SWG are folded to ``target / s``.
+    a stride-s SWG are folded to ``target / s``, up to the next SWG: 1x1 convs in between (no
+    SWG of their own) see the same bursts (ConvSquCsiNet's squeeze behind a strided fire
+    expand at 4 cycles per pixel: 1548 cycles per frame for 1158 analytic).
     """
     producer = model.find_producer(mvau_node.input[0])
     if producer is None or not producer.op_type.startswith("ConvolutionInputGenerator"):
@@ -168,12 +170,16 @@ def apply_folding(
     SWG and FMPadding of a conv follow their MVAU (see the module docstring)."""
     producer_pe: int | None = None
     layer_target = target_cycles
+    stride = 1
     for node in model.graph.node:
         inst = getCustomOp(node)
         if node.op_type.startswith("MVAU"):
             mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
             choices = window_simd_choices(model, node, target_cycles)
-            layer_target = max(1, target_cycles // window_stride(model, node))
+            if choices is not None:  # a KxK conv: its window sets the burst factor
+                stride = window_stride(model, node)
+            # else a 1x1 conv / FC layer: it sees the bursts of the last window upstream
+            layer_target = max(1, target_cycles // stride)
             pe, simd = mvau_folding(
                 mw, mh, _n_vectors(inst), layer_target, dsp_block, prefer_latency, choices
             )

@@ -88,9 +88,12 @@ def float_weight_graph(path: Path) -> Path:
 RTL_DOMAIN = "finn.custom_op.fpgadataflow.rtl"
 
 
-def conv_window_chain(ifm: int = 16, ch: int = 32, mh: int = 32, k: int = 3, stride: int = 2):
+def conv_window_chain(
+    ifm: int = 16, ch: int = 32, mh: int = 32, k: int = 3, stride: int = 2, pointwise: int = 0
+):
     """FMPadding_rtl -> ConvolutionInputGenerator_rtl -> MVAU_rtl of one padded KxK conv (NHWC,
-    INT4), folding attributes at 1: ConvCsiNet's second stride-2 conv by default."""
+    INT4), folding attributes at 1: ConvCsiNet's second stride-2 conv by default. With
+    ``pointwise`` > 0, a 1x1 conv to that many channels (an MVAU_rtl "pw") follows."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.basic import qonnx_make_model
 
@@ -139,12 +142,34 @@ def conv_window_chain(ifm: int = 16, ch: int = 32, mh: int = 32, k: int = 3, str
         outputDataType="INT32",
         numInputVectors=[1, ofm, ofm],
     )
+    nodes, out, out_ch = [pad, swg, mvau], "y", mh
+    if pointwise:
+        nodes.append(
+            helper.make_node(
+                "MVAU_rtl",
+                ["y", "w_pw"],
+                ["z"],
+                name="pw",
+                domain=RTL_DOMAIN,
+                MW=mh,
+                MH=pointwise,
+                SIMD=1,
+                PE=1,
+                inputDataType="INT4",
+                weightDataType="INT4",
+                outputDataType="INT32",
+                numInputVectors=[1, ofm, ofm],
+            )
+        )
+        out, out_ch = "z", pointwise
     graph = helper.make_graph(
-        [pad, swg, mvau],
+        nodes,
         "conv_window_chain",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, ifm, ifm, ch])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, ofm, ofm, mh])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, ofm, ofm, out_ch])],
     )
     model = ModelWrapper(qonnx_make_model(graph))
     model.set_initializer("w", np.zeros((k * k * ch, mh), dtype=np.float32))
+    if pointwise:
+        model.set_initializer("w_pw", np.zeros((mh, pointwise), dtype=np.float32))
     return model

@@ -156,7 +156,8 @@ def test_conv_folding_counts_the_window_producers_cycles():
     """ConvCsiNet's stride-2 conv on 32 channels (16x16 -> 8x8): SIMD 16 with PE 32 gives the
     MVAU 1152 cycles, under a 1156 target, but the SWG then needs 1230 (measured: 1230 cycles
     per frame); such a SIMD is no candidate. Behind a stride-2 window the MVAU gets half the
-    target (windows come in bursts, one output row per input row's time)."""
+    target (windows come in bursts, one output row per input row's time), and so does a 1x1
+    conv behind it."""
     from qonnx.custom_op.registry import getCustomOp
 
     from hw.folding import (
@@ -180,3 +181,6 @@ def test_conv_folding_counts_the_window_producers_cycles():
     assert window_simd_choices(model, mvau, 100) == [288]
     unstrided = conv_window_chain(stride=1)
     assert window_stride(unstrided, unstrided.graph.node[2]) == 1
+    # A 1x1 conv behind the strided one sees the same bursts (no window of its own).
+    chained = apply_folding(conv_window_chain(pointwise=8), 1156, prefer_latency=True)
+    assert getCustomOp(chained.graph.node[3]).get_exp_cycles() <= 1156 // 2
