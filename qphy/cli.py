@@ -22,6 +22,16 @@ TARGETS = ("detector", "csi-encoder")
 #: Default latency budgets: the brief's 1 ms, and one OFDM symbol at 120 kHz for the encoder.
 DETECTOR_BUDGET_US = 1000.0
 CSI_BUDGET_US = 8.9
+#: CSI-encoder build defaults (each overridable): a part with room for CsiNet+'s 2048 x 512
+#: layer, latency-first folding without FIFOs. Measured in RTL simulation, these keep all three
+#: CR 4 encoders within CSI_BUDGET_US (README, "CSI-feedback encoders").
+CSI_BUILD_DEFAULTS = {
+    "fpga_part": "xczu7ev-ffvc1156-2-e",
+    "folding_preference": "latency",
+    "fifo_sizing": "none",
+}
+#: Cycles-per-frame folding target per architecture (the input stream alone takes 1024 beats).
+CSI_TARGET_CYCLES = {"csinetplus": 1444, "convcsinet": 1156, "convsqucsinet": 1156}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,13 +146,21 @@ def _hw_sim_configs(args: argparse.Namespace):
     from hw.config import FifoSizing, FoldingPreference, HwBuildConfig
     from sim.config import SimConfig
 
-    hw = {"fpga_part": args.fpga_part, "clock_mhz": args.clock_mhz}
-    if args.target_cycles is not None:
-        hw["target_cycles"] = args.target_cycles
-    if args.target_latency_cycles is not None:
-        hw["target_latency_cycles"] = args.target_latency_cycles
-    hw["folding_preference"] = FoldingPreference(args.folding_preference)
-    hw["fifo_sizing"] = FifoSizing(args.fifo_sizing)
+    defaults = {}
+    if args.target == "csi-encoder":
+        defaults = {
+            **CSI_BUILD_DEFAULTS,
+            "target_cycles": CSI_TARGET_CYCLES[args.arch or "csinetplus"],
+        }
+    hw = {"clock_mhz": args.clock_mhz}
+    for key in ("fpga_part", "target_cycles", "target_latency_cycles"):
+        value = getattr(args, key) if getattr(args, key) is not None else defaults.get(key)
+        if value is not None:
+            hw[key] = value
+    for key, kind in (("folding_preference", FoldingPreference), ("fifo_sizing", FifoSizing)):
+        value = getattr(args, key) or defaults.get(key)
+        if value is not None:
+            hw[key] = kind(value)
     budget = args.budget_us
     if budget is None:
         budget = CSI_BUDGET_US if args.target == "csi-encoder" else DETECTOR_BUDGET_US
@@ -314,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"latency budget in us (detector {DETECTOR_BUDGET_US:g}, csi-encoder {CSI_BUDGET_US})",
     )
     sp.add_argument("--clock-mhz", type=float, default=200.0)
-    sp.add_argument("--fpga-part", default="xczu3eg-sbva484-1-e")
+    sp.add_argument(
+        "--fpga-part", default=None, help="detector: xczu3eg-sbva484-1-e, csi-encoder: xczu7ev"
+    )
     sp.add_argument(
         "--target-cycles",
         type=int,
@@ -329,11 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--folding-preference",
-        default="resources",
+        default=None,
         choices=[p.value for p in FoldingPreference],
-        help="tie-break among foldings that meet the target",
+        help="tie-break among foldings that meet the target (detector: resources, "
+        "csi-encoder: latency)",
     )
-    sp.add_argument("--fifo-sizing", default="frame", choices=[f.value for f in FifoSizing])
+    sp.add_argument(
+        "--fifo-sizing",
+        default=None,
+        choices=[f.value for f in FifoSizing],
+        help="detector: frame, csi-encoder: none",
+    )
     sp.set_defaults(func=cmd_build)
     return p
 
