@@ -64,11 +64,12 @@ def make_csi_export(
     """Export a small random-init quantized CSI encoder (conv net) with quant's verified export.
 
     The activation quantizers are calibrated on a few train-mode passes of [0, 1) CSI-like
-    inputs; golden inputs are CENTRED (x - 0.5, as the host sends them), every fourth one
-    scaled up to saturate the input quantizer.
+    inputs; golden inputs are CENTRED ((x - 0.5) * gain, models.csinet.Centre, as the host sends
+    them), every fourth one scaled up to saturate the input quantizer.
     """
     import torch
 
+    from models.csinet import Centre
     from models.registry import build_model
     from qphy.variants import parse_bits, variant_name
     from quant.export import export_verified
@@ -83,7 +84,7 @@ def make_csi_export(
             model(torch.rand(64, 2, 32, 32))
     model.eval()
     rng = np.random.default_rng(seed)
-    x = (rng.random((n_golden, 2, 32, 32)) - 0.5).astype(np.float32)
+    x = ((rng.random((n_golden, 2, 32, 32)) - Centre.offset) * Centre.gain).astype(np.float32)
     x[3::4] *= 4.0
     export_verified(
         model.encoder,
