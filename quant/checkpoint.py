@@ -53,20 +53,29 @@ def fullycon_meta(shape: FullyConShape, bits: Bits | None, recipe: Recipe | None
     return meta
 
 
-def load_fullycon(path: Path, bits: Bits | None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a float (bits=None) or QAT FullyCon from a checkpoint and check it fits."""
+def read(path: Path, train_command: str) -> dict:
+    """The payload (format, meta, state_dict) of a checkpoint file written by :func:`save`.
+
+    Raises:
+        CheckpointError: No such file (naming ``train_command``, which makes it), unreadable,
+            or not a qphy checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(
-            f"no checkpoint at {path}; train one with "
-            f"`qphy train detector --bits {bits.tag if bits else 'float'}`"
-        )
+        raise CheckpointError(f"no checkpoint at {path}; train one with `{train_command}`")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt file
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a qphy checkpoint (format {FORMAT} expected)")
+    return payload
+
+
+def load_fullycon(path: Path, bits: Bits | None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a float (bits=None) or QAT FullyCon from a checkpoint and check it fits."""
+    path = Path(path)
+    payload = read(path, f"qphy train detector --bits {bits.tag if bits else 'float'}")
     meta = payload["meta"]
     want = bits.tag if bits else None
     if meta.get("arch") != "fullycon" or meta.get("bits") != want:

@@ -211,18 +211,11 @@ def _build(cfg: CsiConfig, state: dict | None = None) -> torch.nn.Module:
 def load(cfg: CsiConfig, ckpt_dir: Path | None = None) -> tuple[torch.nn.Module, dict]:
     """Model and metadata of ``cfg`` from its checkpoint (CheckpointError if absent/corrupt)."""
     path = _ckpt_path(cfg, ckpt_dir)
-    if not path.is_file():
-        raise CheckpointError(
-            f"no checkpoint {path}; make it with: qphy train csi-encoder --arch {cfg.arch} "
-            f"--cr {cfg.cr} --scenario {cfg.scenario} --bits "
-            f"{cfg.bits.tag if cfg.bits else 'float'} --codeword-bits {cfg.codeword_bits}"
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a corrupt file
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != checkpoint.FORMAT:
-        raise CheckpointError(f"{path} is not a qphy checkpoint")
+    payload = checkpoint.read(
+        path,
+        f"qphy train csi-encoder --arch {cfg.arch} --cr {cfg.cr} --scenario {cfg.scenario} "
+        f"--bits {cfg.bits.tag if cfg.bits else 'float'} --codeword-bits {cfg.codeword_bits}",
+    )
     meta = payload["meta"]
     if meta.get("variant") != cfg.name:
         raise CheckpointError(f"{path} holds {meta.get('variant')!r}, not {cfg.name!r}")
@@ -241,12 +234,7 @@ def train(cfg: CsiConfig, ckpt_dir: Path | None = None, cache_dir: Path = DEFAUL
         model = _build(cfg)
         stats = _fit(model, train_x, val_x, cfg.float_steps, cfg.float_lr, cfg, cfg.name)
     else:
-        float_cfg = replace(cfg, bits=None)
-        try:
-            float_model, _ = load(float_cfg, ckpt_dir)
-        except CheckpointError:
-            float_model, _ = train(float_cfg, ckpt_dir, cache_dir)
-        float_model.eval()
+        float_model, _ = load_or_train(replace(cfg, bits=None), ckpt_dir, cache_dir)
         model = QuantAutoencoder(float_model, cfg.bits, cfg.codeword_bits)
         stats = _fit(
             model,
