@@ -10,6 +10,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
+from qphy.variants import int_range
 
 #: Node attribute-free marker: names of MultiThreshold nodes already made half-even.
 _DONE_META = "qphy_half_even_thresholds"
@@ -81,8 +82,7 @@ def leaky_quant_thresholds(
     Returns thresholds of shape ``(channels or 1, n_levels - 1)`` and the out_bias (the lowest
     output level).
     """
-    lo = (-(2 ** (bits - 1)) + int(narrow)) if signed else 0
-    hi = (2 ** (bits - 1) - 1) if signed else (2**bits - 1 - int(narrow))
+    lo, hi = int_range(bits, signed, narrow)
     mid = np.arange(lo, hi, dtype=np.float64) + 0.5  # (hi - lo) midpoints
     s = np.asarray(scale, dtype=np.float64).reshape(-1, 1)
     t = mid[None, :] * s

@@ -30,6 +30,14 @@ class Bits:
         return self.tag
 
 
+def int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
+    """(lowest, highest) integer of a ``bits``-wide quantizer, as QONNX's Quant defines it
+    (narrow range drops the most negative code when signed, the top code when unsigned)."""
+    if signed:
+        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1 - int(narrow)
+
+
 def parse_bits(text: str) -> Bits:
     """Parse ``w<W>a<A>``; raise ConfigError for anything else or widths outside 2..8."""
     m = _BITS_RE.match(text.strip()) if isinstance(text, str) else None

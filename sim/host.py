@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qphy.errors import MalformedModelError
+from qphy.variants import int_range
 
 _ROUNDING = {
     "ROUND": np.round,  # half to even, as torch.round and qonnx
@@ -29,8 +30,7 @@ def quantize_input(y: np.ndarray, quant: dict) -> np.ndarray:
     mode = quant.get("rounding_mode", "ROUND").upper()
     if mode not in _ROUNDING:
         raise MalformedModelError(f"input Quant rounding_mode {mode} is not supported")
-    lo = (-(2 ** (bits - 1)) + int(narrow)) if signed else 0
-    hi = (2 ** (bits - 1) - 1) if signed else (2**bits - 1 - int(narrow))
+    lo, hi = int_range(bits, signed, narrow)
     q = np.asarray(y, dtype=np.float32) / scale
     q = np.clip(q, lo, hi)
     return _ROUNDING[mode](q).astype(np.int64)
