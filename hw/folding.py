@@ -103,13 +103,21 @@ def swg_simd_choices(swg) -> list[int]:
     return choices
 
 
+def _window_producer(model: ModelWrapper, mvau_node):
+    """The sliding-window generator (SWG) feeding an MVAU, or None (1x1 conv / FC layer)."""
+    producer = model.find_producer(mvau_node.input[0])
+    if producer is None or not producer.op_type.startswith("ConvolutionInputGenerator"):
+        return None
+    return producer
+
+
 def fold_window_producers(model: ModelWrapper, mvau_node, mvau_simd: int) -> int:
     """Set the SIMD (and parallel_window mode) of the SWG and FMPadding feeding an MVAU.
 
     Returns the larger of their cycles per frame (0 when the MVAU has no SWG producer).
     """
-    swg_node = model.find_producer(mvau_node.input[0])
-    if swg_node is None or not swg_node.op_type.startswith("ConvolutionInputGenerator"):
+    swg_node = _window_producer(model, mvau_node)
+    if swg_node is None:
         return 0
     swg = getCustomOp(swg_node)
     channels = int(swg.get_nodeattr("IFMChannels"))
@@ -139,8 +147,8 @@ def window_stride(model: ModelWrapper, mvau_node) -> int:
     SWG of their own) see the same bursts (ConvSquCsiNet's squeeze behind a strided fire
     expand at 4 cycles per pixel: 1548 cycles per frame for 1158 analytic).
     """
-    producer = model.find_producer(mvau_node.input[0])
-    if producer is None or not producer.op_type.startswith("ConvolutionInputGenerator"):
+    producer = _window_producer(model, mvau_node)
+    if producer is None:
         return 1
     return max(1, int(getCustomOp(producer).get_nodeattr("Stride")[0]))
 
@@ -148,8 +156,8 @@ def window_stride(model: ModelWrapper, mvau_node) -> int:
 def window_simd_choices(model: ModelWrapper, mvau_node, target: int) -> list[int] | None:
     """SIMDs the MVAU may use given its SWG: those whose SWG and FMPadding meet ``target``,
     or, if none does, those with the fewest window cycles. None without an SWG producer."""
-    producer = model.find_producer(mvau_node.input[0])
-    if producer is None or not producer.op_type.startswith("ConvolutionInputGenerator"):
+    producer = _window_producer(model, mvau_node)
+    if producer is None:
         return None
     cycles = {
         s: fold_window_producers(model, mvau_node, s)
