@@ -89,3 +89,8 @@ class BitMismatchError(PipelineError):
 
 class LatencyBudgetError(PipelineError):
     """A measured latency exceeds its budget."""
+
+
+class ContractError(PipelineError):
+    """A stage hand-off file (manifest, host spec, sim job, report) is of an unknown version or
+    does not have the shape its contract defines."""
