@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from qphy.config import reject_unknown_keys
+from qphy.defaults import CLOCK_MHZ as DEFAULT_CLOCK_MHZ
+from qphy.defaults import FPGA_PART as DEFAULT_FPGA_PART
+from qphy.defaults import TARGET_CYCLES as DEFAULT_TARGET_CYCLES
 from qphy.errors import ConfigError
-
-DEFAULT_FPGA_PART = "xczu3eg-sbva484-1-e"
-DEFAULT_CLOCK_MHZ = 200.0
-DEFAULT_TARGET_CYCLES = 200
 
 
 class Preset(enum.StrEnum):

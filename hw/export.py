@@ -7,15 +7,15 @@ Writes under ``cfg.build_dir``:
   of rtl/, the bitstream recipes included); sim/ patches its own copies for Verilator.
 * ``rtl/mem/``: weight and threshold memory files, renamed per layer
   (``<node>_memblock.dat``, ``<node>_threshs_<pe>_<stage>.dat``).
-* ``rtl/manifest.json``: the stream chain in order (module, widths, memory files, FIFO depth)
-  plus the host-side input quantizer and output tail.
+* ``rtl/src/qphy_dataflow_top.sv``: the stitched AXI-stream top (:mod:`hw.stitch`).
+* ``rtl/manifest.json``: a :class:`qphy.contracts.Manifest`: the stream chain in order (module,
+  widths, memory files, FIFO depth), the boundary streams and the HostSpec.
 * ``hw_report.json``: folding, cycles per layer, resource estimates, FIFO depths.
 """
 
 from __future__ import annotations
 
 import filecmp
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -25,11 +25,12 @@ from qonnx.custom_op.registry import getCustomOp
 
 from hw.config import HwBuildConfig
 from hw.folding import cycles_per_layer
+from qphy.contracts import HostSpec, Manifest, NodeSpec, StreamSpec
 from qphy.errors import PipelineError
+from qphy.fsutil import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
 RESOURCE_KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
 
 #: Device capacities (AMD product tables) for the fit check in hw_report.json, by device name.
@@ -112,7 +113,7 @@ def _copy_unique(src: Path, dst_dir: Path, name: str | None = None) -> str:
     return dst.name
 
 
-def _stream(inst, inp: bool) -> dict:
+def _stream(inst, inp: bool) -> StreamSpec:
     if inp:
         dt, folded, width = (
             inst.get_input_datatype(0),
@@ -128,14 +129,14 @@ def _stream(inst, inp: bool) -> dict:
     beats = 1
     for d in folded[:-1]:
         beats *= int(d)
-    return {
-        "datatype": dt.name,
-        "elem_bits": dt.bitwidth(),
-        "signed": dt.signed(),
-        "elems_per_beat": int(folded[-1]),
-        "beats_per_frame": beats,
-        "width_bits": int(width),
-    }
+    return StreamSpec(
+        datatype=dt.name,
+        elem_bits=int(dt.bitwidth()),
+        signed=bool(dt.signed()),
+        elems_per_beat=int(folded[-1]),
+        beats_per_frame=beats,
+        width_bits=int(width),
+    )
 
 
 def _node_entry(node, src_dir: Path, mem_dir: Path, rtllib: Path) -> dict:
@@ -227,7 +228,12 @@ def hw_report(model: ModelWrapper, cfg: HwBuildConfig) -> dict:
 
 
 def export_rtl(model: ModelWrapper, cfg: HwBuildConfig, host: dict) -> Path:
-    """Write rtl/ (sources, memories, manifest.json) and hw_report.json; return the rtl dir."""
+    """Write rtl/ (sources, memories, the stitched top, manifest.json) and hw_report.json.
+
+    ``host`` is the host-side metadata the steps collected; it must form a valid
+    :class:`~qphy.contracts.HostSpec` (ContractError otherwise). Returns the rtl dir.
+    """
+    from hw.stitch import write_top
     from hw.toolchain import finn_rtllib_dir
 
     rtl_dir = cfg.build_dir / "rtl"
@@ -240,18 +246,18 @@ def export_rtl(model: ModelWrapper, cfg: HwBuildConfig, host: dict) -> Path:
     nodes = [_node_entry(n, src_dir, mem_dir, rtllib) for n in model.graph.node]
     first, last = getCustomOp(model.graph.node[0]), getCustomOp(model.graph.node[-1])
     report = hw_report(model, cfg)
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "fpga_part": cfg.fpga_part,
-        "clock_mhz": cfg.clock_mhz,
-        "input": _stream(first, inp=True),
-        "output": _stream(last, inp=False),
-        "nodes": nodes,
-        "host": host,
-        "analytic_cycles_per_frame": report["analytic_cycles_per_frame"],
-        "analytic_latency_cycles": report["analytic_latency_cycles"],
-    }
-    (rtl_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    (cfg.build_dir / "hw_report.json").write_text(json.dumps(report, indent=1))
+    manifest = Manifest(
+        fpga_part=cfg.fpga_part,
+        clock_mhz=float(cfg.clock_mhz),
+        input=_stream(first, inp=True),
+        output=_stream(last, inp=False),
+        nodes=[NodeSpec.from_json(n) for n in nodes],
+        host=HostSpec.from_json(host),
+        analytic_cycles_per_frame=int(report["analytic_cycles_per_frame"]),
+        analytic_latency_cycles=int(report["analytic_latency_cycles"]),
+    )
+    write_top(rtl_dir, manifest)
+    manifest.write(rtl_dir / Manifest.FILE)
+    atomic_write_json(cfg.build_dir / "hw_report.json", report)
     log.info("exported %d RTL layers to %s", len(nodes), rtl_dir)
     return rtl_dir

@@ -36,11 +36,9 @@ from hw.transforms import (
     RoundHalfEvenThresholds,
 )
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
+from qphy.targets import HOST_META
 
 log = logging.getLogger(__name__)
-
-#: Metadata key holding the host-side pre/post-processing (JSON), carried through every step.
-HOST_META = "qphy_host"
 
 
 def _host_meta(model: ModelWrapper) -> dict:
@@ -141,8 +139,8 @@ def step_quantize_input_on_host(model: ModelWrapper, cfg: HwBuildConfig) -> Mode
         input_quant={
             "scale": np.asarray(scale, dtype=np.float32).tolist(),
             "bits": nbits,
-            "signed": signed,
-            "narrow": narrow,
+            "signed": bool(signed),
+            "narrow": bool(narrow),
             "rounding_mode": rounding,
         },
         input_datatype=dtype.name,

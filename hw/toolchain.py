@@ -6,6 +6,7 @@
   ``FINN_SETTINGS``) to one build directory, so nothing lands in ``~/.finn`` and the caller's
   environment is restored afterwards. FINN reads these through ``os.environ`` itself, which is why
   this is the only place in qphy that touches it.
+* :func:`require_vivado` finds AMD Vivado (``PATH`` or ``$XILINX_VIVADO/bin``) for bitstreams/.
 * :func:`tool_versions` for reports.
 """
 
@@ -59,6 +60,27 @@ def require_tool(name: str) -> Path:
     if path is None:
         raise ToolNotFound(name, _HOW_TO_INSTALL.get(name, f"install '{name}' and put it on PATH"))
     return path
+
+
+def require_vivado() -> Path:
+    """Path of the ``vivado`` executable: ``PATH`` first, then ``$XILINX_VIVADO/bin``.
+
+    Raises:
+        ToolNotFound: Vivado is in neither place (it is never part of the venv or the image).
+    """
+    found = shutil.which("vivado")
+    if found:
+        return Path(found)
+    root = os.environ.get("XILINX_VIVADO", "")
+    if root:
+        candidate = Path(root) / "bin" / "vivado"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise ToolNotFound(
+        "vivado",
+        "mount AMD Vivado into the qphy Docker image: docker run -v /tools/Xilinx:/tools/Xilinx:ro "
+        "-e XILINX_VIVADO=/tools/Xilinx/Vivado/2024.2 ... (see README, Build a bitstream)",
+    )
 
 
 def tool_search_path() -> str:

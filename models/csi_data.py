@@ -50,8 +50,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -61,13 +59,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from qphy.defaults import CACHE_DIR
 from qphy.errors import ConfigError
+from qphy.fsutil import atomic_path
 
 log = logging.getLogger(__name__)
 
 #: Bump when the generation or the file layout changes: old cache files are then ignored.
 FORMAT_VERSION = 1
-DEFAULT_CACHE_DIR = Path(".cache/csi")
+DEFAULT_CACHE_DIR = CACHE_DIR / "csi"
 
 
 class Scenario(enum.Enum):
@@ -396,15 +396,8 @@ def generate(cfg: CsiDataConfig, show_progress: bool = True) -> CsiDataset:
 
 
 def _save_atomic(ds: CsiDataset, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, x=ds.x, peak=ds.peak, config=json.dumps(ds.config.to_json()))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, x=ds.x, peak=ds.peak, config=json.dumps(ds.config.to_json()))
 
 
 def _load(path: Path, cfg: CsiDataConfig) -> CsiDataset | None:

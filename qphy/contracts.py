@@ -313,5 +313,9 @@ class Report(_Versioned):
         extras = {k: v for k, v in data.items() if k not in REPORT_KEYS}
         return super().from_json({**common, "extras": extras})
 
+    def __getitem__(self, key: str) -> Any:
+        """``report["latency_us"]``: the report.json view (extras included)."""
+        return self.to_json()[key]
+
     def with_extras(self, **extras: Any) -> Report:
         return dataclasses.replace(self, extras={**self.extras, **extras})

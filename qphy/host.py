@@ -156,7 +156,7 @@ def unpack_beats(buf: np.ndarray, stream: StreamSpec, n_elems: int | None = None
     vals = (bits.astype(np.int64) << np.arange(b, dtype=np.int64)).sum(axis=2)
     if stream.signed:
         vals = np.where(vals >= 1 << (b - 1), vals - (1 << b), vals)
-    frames = vals.reshape(len(buf) // stream.beats_per_frame, -1)
+    frames = vals.reshape(len(buf) // stream.beats_per_frame, stream.elems_per_frame)
     return frames if n_elems is None else frames[:, :n_elems]
 
 

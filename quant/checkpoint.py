@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from models.fullycon import FullyCon, FullyConShape
 from qphy.errors import CheckpointError
+from qphy.fsutil import atomic_path
 from qphy.variants import Bits, parse_bits, variant_name
 from quant.qat_fullycon import QuantFullyCon
 from quant.recipes import Recipe
@@ -18,27 +19,35 @@ from quant.recipes import Recipe
 FORMAT = "qphy-checkpoint-1"
 #: Checkpoints shipped with the package, produced by `qphy train` (see README).
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+T = TypeVar("T")
 
 
-def default_path(arch: str, bits: Bits | None, channel: str) -> Path:
-    """Shipped checkpoint of a variant, e.g. ``quant/checkpoints/fullycon_w4a4_fixed.pt``."""
-    return SHIPPED_DIR / f"{variant_name(arch, bits)}_{channel}.pt"
+def path_for(variant: str, ckpt_dir: Path | None = None) -> Path:
+    """The checkpoint of a variant: ``<ckpt_dir or the shipped dir>/<variant>.pt``; variant
+    names carry every distinguishing option (e.g. ``fullycon_w4a4_fixed``)."""
+    return Path(ckpt_dir or SHIPPED_DIR) / f"{variant}.pt"
+
+
+def load_or_train(
+    variant: str,
+    ckpt_dir: Path | None,
+    load: Callable[[Path], T],
+    train: Callable[[Path], T],
+    retrain: bool = False,
+) -> T:
+    """``load(path)`` of the variant's checkpoint, or ``train(path)`` (which saves it) when there
+    is none or ``retrain``. A corrupt or foreign file is never trained over silently."""
+    path = path_for(variant, ckpt_dir)
+    if retrain or not path.is_file():
+        return train(path)
+    return load(path)
 
 
 def save(model: torch.nn.Module, path: Path, meta: dict) -> None:
     """Write atomically (temp file + rename), so a killed run leaves no truncated checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "meta": meta, "state_dict": model.state_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(Path(path)) as tmp:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are shipped and shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def fullycon_meta(shape: FullyConShape, bits: Bits | None, recipe: Recipe | None, **extra) -> dict:

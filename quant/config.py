@@ -59,6 +59,11 @@ class QuantConfig:
         if not self.eval_snr_db:
             raise ConfigError("eval_snr_db must list at least one SNR")
 
+    @property
+    def name(self) -> str:
+        """Variant name, e.g. ``fullycon_w4a4_fixed``: architecture, widths, channel."""
+        return f"fullycon_{self.bits.tag if self.bits else 'float'}_{self.channel}"
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["bits"] = self.bits.tag if self.bits else None

@@ -14,25 +14,21 @@ the test set (``models.csi_data.nmse_db_scaled``), for the float model and the q
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from models.csi_data import DEFAULT_CACHE_DIR, CsiDataConfig, load_or_generate, nmse_db_scaled
-from models.csinet import ARCHS, CODEWORD_SIZES, Centre, model_cost
+from models.csinet import ARCHS, CODEWORD_SIZES, model_cost
 from models.registry import build_model
 from qphy.config import reject_unknown_keys
 from qphy.errors import CheckpointError, ConfigError
 from qphy.variants import Bits, parse_bits
 from quant import checkpoint
-from quant.export import export_verified
 from quant.qat_csinet import QuantAutoencoder
-from quant.train import _progress
+from quant.trainer import AfterStep, fit, mse
 
 log = logging.getLogger(__name__)
 
@@ -165,33 +161,21 @@ def _fit(
     gen = torch.Generator().manual_seed(cfg.seed + 17)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr / 20)
-    model.train()
-    loss_val = float("nan")
-    start = time.perf_counter()
-    with _progress() as progress:
-        task = progress.add_task(what, total=steps, loss=float("nan"))
-        for _ in range(steps):
-            idx = torch.randint(0, len(train), (cfg.batch_size,), generator=gen)
-            x = train[idx]
-            loss = torch.mean((model(x) - x) ** 2)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            if after_step is not None:
-                after_step()
-            loss_val = float(loss.detach())
-            progress.update(task, advance=1, loss=loss_val)
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        x = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen)]
+        return x, x
+
+    callbacks = [] if after_step is None else [AfterStep(after_step)]
+    result = fit(
+        model, batch, mse, opt, steps=steps, scheduler=sched, callbacks=callbacks, description=what
+    )
     return {
         "steps": steps,
-        "final_train_loss": loss_val,
+        "final_train_loss": result.last_loss,
         "val_nmse_db": nmse(model, val),
-        "train_s": round(time.perf_counter() - start, 1),
+        "train_s": round(result.wall_s, 1),
     }
-
-
-def _ckpt_path(cfg: CsiConfig, ckpt_dir: Path | None) -> Path:
-    return Path(ckpt_dir or checkpoint.SHIPPED_DIR) / f"{cfg.name}.pt"
 
 
 def _build(cfg: CsiConfig, state: dict | None = None) -> torch.nn.Module:
@@ -210,7 +194,7 @@ def _build(cfg: CsiConfig, state: dict | None = None) -> torch.nn.Module:
 
 def load(cfg: CsiConfig, ckpt_dir: Path | None = None) -> tuple[torch.nn.Module, dict]:
     """Model and metadata of ``cfg`` from its checkpoint (CheckpointError if absent/corrupt)."""
-    path = _ckpt_path(cfg, ckpt_dir)
+    path = checkpoint.path_for(cfg.name, ckpt_dir)
     payload = checkpoint.read(
         path,
         f"qphy train csi-encoder --arch {cfg.arch} --cr {cfg.cr} --scenario {cfg.scenario} "
@@ -254,21 +238,27 @@ def train(cfg: CsiConfig, ckpt_dir: Path | None = None, cache_dir: Path = DEFAUL
         "test_nmse_db": nmse(model, test_x),
         **stats,
     }
-    checkpoint.save(model, _ckpt_path(cfg, ckpt_dir), meta)
+    checkpoint.save(model, checkpoint.path_for(cfg.name, ckpt_dir), meta)
     log.info(
-        "%s: test NMSE %.2f dB -> %s", cfg.name, meta["test_nmse_db"], _ckpt_path(cfg, ckpt_dir)
+        "%s: test NMSE %.2f dB -> %s",
+        cfg.name,
+        meta["test_nmse_db"],
+        checkpoint.path_for(cfg.name, ckpt_dir),
     )
     return model, meta
 
 
-def load_or_train(cfg: CsiConfig, ckpt_dir: Path | None = None, cache_dir=DEFAULT_CACHE_DIR):
-    """:func:`load`, or :func:`train` when there is no checkpoint yet."""
-    try:
-        return load(cfg, ckpt_dir)
-    except CheckpointError:
-        if _ckpt_path(cfg, ckpt_dir).is_file():
-            raise  # corrupt or foreign: never overwrite silently
-        return train(cfg, ckpt_dir, cache_dir)
+def load_or_train(
+    cfg: CsiConfig, ckpt_dir: Path | None = None, cache_dir=DEFAULT_CACHE_DIR, retrain=False
+):
+    """(model, meta) of ``cfg`` from its checkpoint, or :func:`train` when there is none."""
+    return checkpoint.load_or_train(
+        cfg.name,
+        ckpt_dir,
+        lambda _path: load(cfg, ckpt_dir),
+        lambda _path: train(cfg, ckpt_dir, cache_dir),
+        retrain,
+    )
 
 
 def evaluate(cfg: CsiConfig, ckpt_dir: Path | None = None, cache_dir=DEFAULT_CACHE_DIR) -> dict:
@@ -291,22 +281,3 @@ def evaluate(cfg: CsiConfig, ckpt_dir: Path | None = None, cache_dir=DEFAULT_CAC
         "encoder_flops": cost.encoder_flops,
         "params": cost.params,
     }
-
-
-def export(
-    cfg: CsiConfig, out_dir: Path, n_vectors: int, ckpt_dir: Path | None = None,
-    cache_dir=DEFAULT_CACHE_DIR,
-) -> dict:  # fmt: skip
-    """Verified QONNX export of the quantized encoder; golden inputs are centred test-set CSI
-    (cycled if ``n_vectors`` exceeds the test set)."""
-    model, _ = load_or_train(cfg, ckpt_dir, cache_dir)
-    *_, test_x = datasets(cfg, cache_dir, need_train=False)
-    idx = np.arange(n_vectors) % len(test_x)
-    x = Centre()(test_x[idx]).numpy().astype(np.float32)
-    meta = {"variant": cfg.name, "input": "centred CSI (x - 0.5) * 16, (2, 32, 32) NCHW"}
-    return export_verified(model.encoder, np.ascontiguousarray(x), Path(out_dir), meta, False)
-
-
-def write_json(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1) + "\n")

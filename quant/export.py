@@ -16,28 +16,24 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from brevitas.export import export_qonnx
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.infer_shapes import InferShapes
 
 from qphy.errors import BitMismatchError, PipelineError
+from qphy.fsutil import StagedDir, atomic_write_json
+from qphy.reference import EXPORT_REPORT, GOLDEN_IN, GOLDEN_OUT, MODEL_FILE, execute_batch
+from qphy.targets import HOST_META, HostExtras
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.qonnx.onnx"
-GOLDEN_IN = "golden_in.npy"
-GOLDEN_OUT = "golden_out.npy"
-REPORT_FILE = "export_report.json"
+REPORT_FILE = EXPORT_REPORT
 
 
 @dataclass(frozen=True)
@@ -95,23 +91,6 @@ def torch_traces(model: torch.nn.Module, x: np.ndarray) -> tuple[list[QuantizerT
         for h in hooks:
             h.remove()
     return traces, out
-
-
-def batched_model(model: ModelWrapper, n: int) -> ModelWrapper:
-    """A copy of the batch-1 graph with batch n (value_info dropped and re-inferred)."""
-    m = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
-    for vi in list(m.graph.input[:1]) + list(m.graph.output):
-        vi.type.tensor_type.shape.dim[0].dim_value = n
-    del m.graph.value_info[:]
-    return m.transform(InferShapes())
-
-
-def execute_batch(model: ModelWrapper, inputs: np.ndarray, full_context: bool = False):
-    """qonnx's executor on a whole batch at once: the output array, or every tensor by name."""
-    m = batched_model(model, int(inputs.shape[0]))
-    iname, oname = m.graph.input[0].name, m.graph.output[0].name
-    ctx = execute_onnx(m, {iname: inputs.astype(np.float32)}, return_full_exec_context=full_context)
-    return ctx if full_context else np.asarray(ctx[oname])
 
 
 def qonnx_traces(model: ModelWrapper, x: np.ndarray) -> tuple[list[QuantizerTrace], np.ndarray]:
@@ -216,17 +195,19 @@ def export_verified(
     golden_in: np.ndarray,
     out_dir: Path,
     meta: dict,
-    check_decisions: bool = True,
+    host: HostExtras | None = None,
 ) -> dict:
     """Export, verify and write the export directory atomically; returns the report.
 
     ``golden_in`` is ``(n, *input_shape)``; the graph is exported for batch 1 of that shape.
-    ``check_decisions`` also compares BPSK hard decisions (the detector's output).
+    ``host`` (the target's input pre-processing and hard decision) is stored in the model's
+    metadata (``qphy_host``), where the hw stage picks it up into the HostSpec; with the
+    ``sign`` decision the BPSK hard decisions are compared too.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    host = host or HostExtras()
+    check_decisions = host.decision == "sign"
+    with StagedDir(out_dir) as staged:
+        tmp = staged.path
         torch_model.eval()
         export_qonnx(
             torch_model,
@@ -234,7 +215,10 @@ def export_verified(
             export_path=str(tmp / MODEL_FILE),
             dynamo=False,
         )
-        qmodel = ModelWrapper(str(tmp / MODEL_FILE)).transform(InferShapes())
+        qmodel = ModelWrapper(str(tmp / MODEL_FILE))
+        qmodel.set_metadata_prop(HOST_META, json.dumps(host.to_json()))
+        qmodel.save(str(tmp / MODEL_FILE))
+        qmodel = qmodel.transform(InferShapes())
         n_weights = check_weights(torch_model, qmodel)
         ref, t_out = torch_traces(torch_model, golden_in)
         got, q_out = qonnx_traces(qmodel, golden_in)
@@ -256,12 +240,7 @@ def export_verified(
             "output_scale": float(np.asarray(got[-1].scale).ravel()[0]),
             "saturating_vectors": int(saturating(golden_in, in_scale).sum()),
         }
-        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        atomic_write_json(tmp / REPORT_FILE, report)
+        staged.publish()
         log.info("exported %s: %d vectors integer-exact", out_dir, golden_in.shape[0])
         return report
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)

@@ -7,11 +7,7 @@ transmitted BPSK symbols, as for the FullyCon/DetNet family.
 
 from __future__ import annotations
 
-import logging
-import time
-
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from models.fullycon import FullyCon, FullyConShape
 from models.mimo import sample_batch
@@ -19,20 +15,7 @@ from quant.config import QuantConfig
 from quant.data import detection_config
 from quant.qat_fullycon import QuantFullyCon
 from quant.recipes import Recipe
-
-log = logging.getLogger(__name__)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    )
+from quant.trainer import fit, mse
 
 
 def _fit(model: torch.nn.Module, cfg: QuantConfig, steps: int, lr: float, what: str) -> float:
@@ -45,30 +28,16 @@ def _fit(model: torch.nn.Module, cfg: QuantConfig, steps: int, lr: float, what: 
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, milestones=[int(steps * 0.6), int(steps * 0.85)], gamma=0.5
     )
-    model.train()
-    recent: list[float] = []
-    t0 = time.perf_counter()
-    with _progress() as bar:
-        task = bar.add_task(what, total=steps, loss=float("nan"))
-        for step in range(steps):
-            snr = cfg.train_snr_db_min + (cfg.train_snr_db_max - cfg.train_snr_db_min) * torch.rand(
-                cfg.batch_size, generator=gen
-            )
-            y, x, _, _ = sample_batch(det, cfg.batch_size, snr, gen)
-            loss = torch.mean((model(y) - x) ** 2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            recent = (recent + [loss.item()])[-100:]
-            if step % 50 == 0 or step == steps - 1:
-                bar.update(task, completed=step + 1, loss=sum(recent) / len(recent))
-    model.eval()
-    final = sum(recent) / max(len(recent), 1)
-    log.info(
-        "%s: %d steps in %.1f s, final loss %.4f", what, steps, time.perf_counter() - t0, final
-    )
-    return final
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        snr = cfg.train_snr_db_min + (cfg.train_snr_db_max - cfg.train_snr_db_min) * torch.rand(
+            cfg.batch_size, generator=gen
+        )
+        y, x, _, _ = sample_batch(det, cfg.batch_size, snr, gen)
+        return y, x
+
+    result = fit(model, batch, mse, opt, steps=steps, scheduler=sched, description=what)
+    return result.mean_recent_loss
 
 
 def train_float(cfg: QuantConfig, shape: FullyConShape | None = None) -> tuple[FullyCon, float]:

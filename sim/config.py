@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from qphy.config import reject_unknown_keys
+from qphy.defaults import BUDGET_US, SIM_SEED, SIM_VECTORS
 from qphy.errors import ConfigError
-
-#: The product owner's latency budget.
-DEFAULT_BUDGET_US = 1000.0
 
 
 @dataclass(frozen=True)
@@ -32,12 +30,12 @@ class SimConfig:
             deadlock.
     """
 
-    n_vectors: int = 1000
-    seed: int = 1
+    n_vectors: int = SIM_VECTORS
+    seed: int = SIM_SEED
     source_pause_prob: float = 0.3
     sink_pause_prob: float = 0.3
     n_burst: int = 32
-    budget_us: float = DEFAULT_BUDGET_US
+    budget_us: float = BUDGET_US
     build_timeout_s: float = 900.0
     sim_timeout_s: float = 900.0
     stall_limit_cycles: int = 100_000

@@ -1,8 +1,8 @@
 """cocotb testbench of the stitched dataflow top: driver, monitor, reference, checker.
 
-Parameters come from a JSON job file named by the plusarg ``+qphy_job=<path>`` (written by
-:mod:`sim.verdict`): integer input vectors, their expected integer outputs, stream layouts,
-backpressure probabilities and the seed. Three phases:
+Parameters come from a :class:`~qphy.contracts.SimJob` file named by the plusarg
+``+qphy_job=<path>`` (written by :mod:`sim.verdict`): integer input vectors, their expected
+integer outputs, stream layouts, backpressure probabilities and the seed. Three phases:
 
 1. latency: one frame into the idle pipeline, no backpressure; cycles from its first input
    handshake to its last output handshake;
@@ -30,7 +30,8 @@ from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeo
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from sim.streams import pack_frame, unpack_beats
+from qphy.contracts import SimJob
+from qphy.host import beats_to_words, pack_beats, unpack_beats, words_to_beats
 
 
 class Monitor:
@@ -67,9 +68,9 @@ def _pauses(rng: random.Random, prob: float):
 
 
 class Bench:
-    def __init__(self, dut, job: dict):
+    def __init__(self, dut, job: SimJob):
         self.dut, self.job = dut, job
-        self.inp, self.outp = job["input"], job["output"]
+        self.inp, self.outp = job.input, job.output
         bus_in = AxiStreamBus.from_prefix(dut, "s_axis")
         bus_out = AxiStreamBus.from_prefix(dut, "m_axis")
         self.source = AxiStreamSource(
@@ -81,7 +82,7 @@ class Bench:
         for name in ("cocotbext.axi", self.source.log.name, self.sink.log.name):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.mon = Monitor(dut)
-        self.beats_out = self.outp["beats_per_frame"]
+        self.beats_out = self.outp.beats_per_frame
 
     async def reset(self) -> None:
         self.dut.ap_rst_n.value = 0
@@ -90,9 +91,10 @@ class Bench:
         await ClockCycles(self.dut.ap_clk, 8)
 
     def send(self, vectors: np.ndarray) -> None:
-        for v in vectors:
-            beats = pack_frame(v, self.inp["elem_bits"], self.inp["elems_per_beat"])
-            self.source.send_nowait(AxiStreamFrame(beats))
+        beats = self.inp.beats_per_frame
+        words = beats_to_words(pack_beats(vectors, self.inp))
+        for k in range(len(vectors)):
+            self.source.send_nowait(AxiStreamFrame(words[k * beats : (k + 1) * beats]))
 
     async def wait_outputs(self, n_beats: int, stall_limit: int) -> bool:
         """Wait until the monitor saw n_beats output beats; False on no progress (deadlock)."""
@@ -108,25 +110,23 @@ class Bench:
         return True
 
     def unpack(self, words: list[int], n: int) -> np.ndarray:
-        flat = unpack_beats(
-            words, self.outp["elem_bits"], self.outp["elems_per_beat"], self.outp["signed"]
-        )
-        return flat.reshape(n, -1)[:, : self.outp["n_elems"]]
+        frames = unpack_beats(words_to_beats(words, self.outp), self.outp, self.job.n_out_elems)
+        return frames.reshape(n, self.job.n_out_elems)
 
 
 @cocotb.test()
 async def dataflow_verdict(dut):
     """Latency, throughput and the bit-exact verdict under backpressure."""
-    job = json.loads(Path(cocotb.plusargs["qphy_job"]).read_text())
-    inputs = np.load(job["inputs"])
-    expected = np.load(job["expected"])
+    job = SimJob.read(Path(cocotb.plusargs["qphy_job"]))
+    inputs = np.load(job.inputs)
+    expected = np.load(job.expected)
     bench = Bench(dut, job)
-    cocotb.start_soon(Clock(dut.ap_clk, job["clock_period_ns"], unit="ns").start())
+    cocotb.start_soon(Clock(dut.ap_clk, job.clock_period_ns, unit="ns").start())
     bench.source.set_pause_generator(itertools.repeat(False))
     bench.sink.set_pause_generator(itertools.repeat(False))
     await bench.reset()
     mon_task = cocotb.start_soon(bench.mon.run())
-    stall = int(job["stall_limit_cycles"])
+    stall = int(job.stall_limit_cycles)
     results: dict = {"deadlock": False}
 
     # 1. latency on an idle pipeline
@@ -138,7 +138,7 @@ async def dataflow_verdict(dut):
     await ClockCycles(dut.ap_clk, 16)
 
     # 2. steady-state throughput: a burst without backpressure
-    n_burst = min(int(job["n_burst"]), len(inputs))
+    n_burst = min(int(job.n_burst), len(inputs))
     base = len(bench.mon.out)
     bench.send(inputs[:n_burst])
     ok = ok and await bench.wait_outputs(base + n_burst * bench.beats_out, stall)
@@ -153,13 +153,13 @@ async def dataflow_verdict(dut):
     mon_task.cancel()
     while not bench.sink.empty():
         bench.sink.recv_nowait()
-    rng = random.Random(int(job["seed"]))
-    bench.source.set_pause_generator(_pauses(rng, float(job["source_pause_prob"])))
-    bench.sink.set_pause_generator(_pauses(rng, float(job["sink_pause_prob"])))
+    rng = random.Random(int(job.seed))
+    bench.source.set_pause_generator(_pauses(rng, float(job.source_pause_prob)))
+    bench.sink.set_pause_generator(_pauses(rng, float(job.sink_pause_prob)))
     n = len(inputs)
     bench.send(inputs)
     words: list[int] = []
-    period_ns = float(job["clock_period_ns"])
+    period_ns = float(job.clock_period_ns)
     try:
         while ok and len(words) < n * bench.beats_out:
             frame = await with_timeout(bench.sink.recv(), stall * period_ns, "ns")
@@ -173,7 +173,7 @@ async def dataflow_verdict(dut):
     results["extra_beats"] = max(0, len(words) - n * bench.beats_out)
     n_done = min(n, len(words) // bench.beats_out)
     actual = bench.unpack(words[: n_done * bench.beats_out], n_done)
-    np.save(job["actual"], actual)
+    np.save(job.actual, actual)
     # Checker: in-order comparison with the reference (golden integers).
     mism = int(np.sum(np.any(actual != expected[:n_done], axis=1))) + (n - n_done)
     results.update(
@@ -184,7 +184,7 @@ async def dataflow_verdict(dut):
             "sim_cycles": int(get_sim_time("ns") / period_ns),
         }
     )
-    Path(job["results"]).write_text(json.dumps(results))
+    Path(job.results).write_text(json.dumps(results))
     assert ok, "no output progress: deadlock or lost data"
     assert results["extra_beats"] == 0, f"{results['extra_beats']} unexpected extra output beats"
     assert mism == 0, f"{mism} mismatching vectors"

@@ -50,5 +50,6 @@ def test_csi_options_with_the_detector_and_channel_with_csi_exit_2(capsys):
     assert main(["train", "csi-encoder", "--channel", "iid"]) == 2
     assert main(["build", "csi-encoder", "--cr", "5", "--out", "x"]) == 2
     err = capsys.readouterr().err
-    assert "--arch: for csi-encoder only" in err and "use --scenario" in err
+    assert "--arch: for csi-encoder only, not the detector" in err
+    assert "--channel: for detector only, not the csi-encoder" in err
     assert "invalid choice: 5" in err

@@ -12,7 +12,8 @@ from hw.folding import mvau_folding, thresholding_pe
 from hw.runner import run_build
 from hw.steps import STEPS
 from hw.toolchain import finn_environment
-from sim.host import expected_integers, quantize_input
+from qphy.contracts import Manifest, QuantSpec
+from qphy.host import expected_integers, quantize, stream_inputs
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +57,9 @@ def test_dataflow_model_matches_qonnx_golden(hw_build, small_export):
     (checks the half-even threshold fix and the host-side quantizer)."""
     from qonnx.core.modelwrapper import ModelWrapper
 
-    host = json.loads((hw_build.rtl_dir / "manifest.json").read_text())["host"]
-    x = quantize_input(np.load(small_export / "golden_in.npy"), host["input_quant"])
-    want = expected_integers(np.load(small_export / "golden_out.npy"), host["output_tail"])
+    host = Manifest.read(hw_build.rtl_dir / "manifest.json").host
+    x = stream_inputs(np.load(small_export / "golden_in.npy"), host)
+    want = expected_integers(np.load(small_export / "golden_out.npy"), host)
     k = list(STEPS).index("create_dataflow_partition") + 1
     path = hw_build.build_dir / "intermediate" / f"{k:02d}_create_dataflow_partition.onnx"
     with finn_environment(hw_build.build_dir):
@@ -89,15 +90,9 @@ def test_host_quantizer_matches_qonnx_quant():
     )
     for signed, narrow in ((1, 0), (1, 1), (0, 0)):
         ref = quant(y, scale, np.float32(0), np.float32(8), signed, narrow, "ROUND") / scale
-        got = quantize_input(
+        got = quantize(
             y,
-            {
-                "scale": float(scale),
-                "bits": 8,
-                "signed": signed,
-                "narrow": narrow,
-                "rounding_mode": "ROUND",
-            },
+            QuantSpec(scale=float(scale), bits=8, signed=signed, narrow=narrow),
         )
         assert np.array_equal(got, ref.astype(np.int64))
 

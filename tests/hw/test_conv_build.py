@@ -11,7 +11,8 @@ from hw.config import HwBuildConfig
 from hw.runner import run_build
 from hw.steps import STEPS
 from hw.toolchain import finn_environment
-from sim.host import expected_integers, hw_inputs, hw_outputs_order
+from qphy.contracts import Manifest
+from qphy.host import expected_integers, stream_inputs
 from tests.hw.fixture_export import make_csi_export
 
 
@@ -50,11 +51,9 @@ def test_conv_dataflow_model_matches_qonnx_golden(conv_build, conv_export):
     permutations, equals the QONNX golden integers."""
     from qonnx.core.modelwrapper import ModelWrapper
 
-    host = json.loads((conv_build.rtl_dir / "manifest.json").read_text())["host"]
-    x = hw_inputs(np.load(conv_export / "golden_in.npy"), host)
-    want = hw_outputs_order(
-        expected_integers(np.load(conv_export / "golden_out.npy"), host["output_tail"]), host
-    )
+    host = Manifest.read(conv_build.rtl_dir / "manifest.json").host
+    x = stream_inputs(np.load(conv_export / "golden_in.npy"), host)
+    want = expected_integers(np.load(conv_export / "golden_out.npy"), host)
     k = list(STEPS).index("create_dataflow_partition") + 1
     path = conv_build.build_dir / "intermediate" / f"{k:02d}_create_dataflow_partition.onnx"
     with finn_environment(conv_build.build_dir):

@@ -13,9 +13,10 @@ from hw.folding import mvau_folding
 from hw.layout import strip_input_layout, strip_output_layout
 from hw.runner import run_build
 from hw.transforms import LeakyReluQuantToThresholds, RoundHalfEvenThresholds, is_power_of_two
+from qphy.contracts import HostSpec, QuantSpec
 from qphy.errors import UnsupportedLayerError
-from quant.export import execute_batch
-from sim.host import hw_inputs, model_outputs_order
+from qphy.host import model_order, stream_inputs
+from qphy.reference import execute_batch
 from tests.hw.onnx_graphs import QONNX_DOMAIN, _quant
 
 
@@ -126,22 +127,20 @@ def test_layout_ops_move_to_host_as_permutations():
     assert np.array_equal(in_perm, np.arange(24).reshape(1, 2, 3, 4).transpose(0, 2, 3, 1).ravel())
     hw_x = x.reshape(5, -1)[:, in_perm]  # hw_in[i] = x_flat[perm[i]]
     hw_y = execute_batch(model, hw_x.reshape(5, 3, 4, 2)).reshape(5, -1)
-    got = model_outputs_order(hw_y, {"output_perm": out_perm})
+    got = model_order(
+        hw_y, HostSpec(QuantSpec(1.0, 8, True, False), [24], "INT8", output_perm=out_perm)
+    )
     assert np.array_equal(got, want)
 
 
 def test_host_quantizes_then_permutes():
     x = np.random.default_rng(1).uniform(-0.6, 0.6, (4, 2, 3, 4)).astype(np.float32)
     perm = np.arange(24).reshape(1, 2, 3, 4).transpose(0, 2, 3, 1).ravel().tolist()
-    host = {
-        "input_quant": {"scale": 1 / 256, "bits": 8, "signed": 1, "narrow": 0},
-        "input_shape": [2, 3, 4],
-        "input_perm": perm,
-    }
+    host = HostSpec(QuantSpec(1 / 256, 8, True, False), [2, 3, 4], "INT8", input_perm=perm)
     ints = np.clip(np.round(x * 256), -128, 127).astype(np.int64)
     want = ints.transpose(0, 2, 3, 1).reshape(4, -1)
-    assert np.array_equal(hw_inputs(x, host), want)
-    assert np.array_equal(hw_inputs(x.reshape(4, -1), host), want)  # flat inputs too
+    assert np.array_equal(stream_inputs(x, host), want)
+    assert np.array_equal(stream_inputs(x.reshape(4, -1), host), want)  # flat inputs too
 
 
 def test_conv_folding_uses_parallel_window_for_one_pixel_per_cycle():

@@ -7,8 +7,8 @@ import pytest
 from hw.config import FoldingPreference, HwBuildConfig, Preset, load_hw_config
 from hw.runner import load_model, run_build
 from qphy.errors import ConfigError, MalformedModelError, UnsupportedLayerError
+from qphy.flow import build_onnx
 from sim.config import load_sim_config
-from sim.verdict import build_user_onnx
 from tests.hw.onnx_graphs import float_weight_graph, unsupported_graph
 
 
@@ -26,7 +26,7 @@ def test_unsupported_ops_all_listed(tmp_path):
 def test_user_onnx_unsupported_before_any_build(tmp_path):
     path = unsupported_graph(tmp_path / "bad.onnx")
     with pytest.raises(UnsupportedLayerError, match=r"act1 \(Sigmoid\).*act2 \(Tanh\)"):
-        build_user_onnx(path, tmp_path / "out")
+        build_onnx(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -43,7 +43,7 @@ def test_malformed_model(tmp_path, content):
     with pytest.raises(MalformedModelError, match="garbage.onnx"):
         load_model(path)
     with pytest.raises(MalformedModelError):
-        build_user_onnx(path, tmp_path / "out")
+        build_onnx(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from models.fullycon import FullyCon
+from qphy import targets
+from qphy.flow import export_stage
 from qphy.variants import Bits
 from quant import checkpoint
 from quant.config import QuantConfig
 from quant.evaluate import evaluate_ber, snr_at_ber, write_ber
-from quant.pipeline import export_detector, load_or_train
+from quant.pipeline import load_or_train
 from quant.train import train_float
 
 
@@ -40,7 +42,7 @@ def test_evaluate_structure_and_baselines(tmp_path):
     assert (tmp_path / "ber.png").stat().st_size > 1000
 
 
-SHIPPED = checkpoint.default_path("fullycon", Bits(4, 4), "fixed")
+SHIPPED = checkpoint.path_for("fullycon_w4a4_fixed")
 
 
 def test_shipped_w4a4_beats_mmse_and_exports_exactly(tmp_path):
@@ -48,7 +50,7 @@ def test_shipped_w4a4_beats_mmse_and_exports_exactly(tmp_path):
     res = evaluate_ber(cfg, {"w4a4": load_or_train(cfg)})
     for i in range(2):
         assert res["ber"]["w4a4"][i] < res["ber"]["mmse"][i]
-    rep = export_detector(cfg, tmp_path / "exp", n_vectors=1000)
+    rep = export_stage(targets.get("detector"), cfg, tmp_path / "exp", 1000)
     assert rep["qonnx_matches_torch"] and rep["vectors_checked"] == 1000
     assert rep["saturating_vectors"] == 500
     golden = np.load(tmp_path / "exp" / "golden_out.npy")

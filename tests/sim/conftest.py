@@ -6,8 +6,8 @@ import pytest
 
 from hw.config import HwBuildConfig
 from hw.toolchain import find_tool, in_ci
+from qphy.flow import build_and_verify
 from sim.config import SimConfig
-from sim.verdict import build_and_verify
 from tests.hw.fixture_export import make_export
 
 #: CI verdict size (the main job uses >= 10,000).

@@ -21,7 +21,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from sim.streams import pack_frame, unpack_beats
+from qphy.contracts import StreamSpec
+from qphy.host import beats_to_words, pack_beats, unpack_beats, words_to_beats
 
 
 def _stall_runs(rng: random.Random):
@@ -49,8 +50,10 @@ async def mvu_queue_under_stalls(dut):
     await ClockCycles(dut.ap_clk, 8)
     dut.ap_rst_n.value = 1
     await ClockCycles(dut.ap_clk, 32)  # DSP startup recovery (100 ns)
-    for v in inputs:
-        source.send_nowait(AxiStreamFrame(pack_frame(v, job["act_bits"], len(v))))
+    n_in = inputs.shape[1]
+    s_in = StreamSpec("X", job["act_bits"], True, n_in, 1, job["act_bits"] * n_in)
+    for word in beats_to_words(pack_beats(inputs, s_in)):
+        source.send_nowait(AxiStreamFrame([word]))
     words: list[int] = []
     for _ in range(40 * len(inputs) + 200):
         await ClockCycles(dut.ap_clk, 1)
@@ -58,6 +61,7 @@ async def mvu_queue_under_stalls(dut):
             words.extend(sink.recv_nowait().tdata)
         if len(words) >= len(expected):
             break
-    got = unpack_beats(words, job["accu_bits"], job["pe"], True).reshape(-1, job["pe"])
+    s_out = StreamSpec("X", job["accu_bits"], True, job["pe"], 1, job["accu_bits"] * job["pe"])
+    got = unpack_beats(words_to_beats(words, s_out), s_out)
     Path(job["results"]).write_text(json.dumps({"received": got.tolist()}))
     assert got.shape == expected.shape and np.array_equal(got, expected)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sim.verdict import REPORT_KEYS
+from qphy.contracts import REPORT_KEYS
 from tests.sim.conftest import CI_VECTORS, CONV_TARGET_CYCLES
 
 pytestmark = [pytest.mark.rtl, pytest.mark.slow]

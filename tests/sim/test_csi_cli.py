@@ -5,8 +5,8 @@ import json
 import pytest
 
 from qphy.cli import main
+from qphy.contracts import REPORT_KEYS
 from quant import csi
-from sim.verdict import REPORT_KEYS
 
 
 @pytest.mark.rtl

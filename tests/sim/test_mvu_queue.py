@@ -17,7 +17,7 @@ import pytest
 
 from hw.export import patch_mvu_output_queue
 from hw.toolchain import finn_rtllib_dir
-from sim.stitch import patch_add_multi
+from sim.rtl_sources import patch_add_multi
 from sim.verilator import build, run_test
 
 PE, ACT_BITS, W_BITS, ACCU_BITS = 2, 4, 4, 16

@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 
+from qphy.contracts import REPORT_KEYS
 from qphy.errors import BitMismatchError, LatencyBudgetError
 from sim.config import SimConfig
-from sim.verdict import REPORT_KEYS, verify_built
+from sim.verdict import verify_built
 
 pytestmark = [pytest.mark.rtl, pytest.mark.slow]
 

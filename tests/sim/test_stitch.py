@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hw.stitch import _connections, module_ports
 from hw.toolchain import finn_rtllib_dir
-from sim.stitch import module_ports, patch_add_multi
-from sim.streams import pack_frame, unpack_beats
+from qphy.contracts import StreamSpec
+from qphy.host import beats_to_words, pack_beats, unpack_beats, words_to_beats
+from sim.rtl_sources import patch_add_multi
 
 
 def test_add_multi_patch_hoists_function():
@@ -42,17 +44,16 @@ def test_pack_unpack_roundtrip(bits, per_beat, signed):
     rng = np.random.default_rng(0)
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1)) if signed else (0, 2**bits)
     v = rng.integers(lo, hi, 60)
-    beats = pack_frame(v, bits, per_beat)
+    stream = StreamSpec("X", bits, signed, per_beat, 60 // per_beat, bits * per_beat)
+    beats = beats_to_words(pack_beats(v[None, :], stream))
     assert len(beats) == 60 // per_beat
     assert beats[0] & ((1 << bits) - 1) == int(v[0]) & ((1 << bits) - 1)  # element 0 in LSBs
-    assert np.array_equal(unpack_beats(beats, bits, per_beat, signed), v)
+    assert np.array_equal(unpack_beats(words_to_beats(beats, stream), stream)[0], v)
 
 
 def test_config_ports_tied_off():
     """FMPadding_rtl/SWG_rtl wrappers carry an AXI-lite port (dynamic mode only): its inputs
     are tied to zero, its outputs left open."""
-    from sim.stitch import _connections
-
     src = """module pad #(parameter W = 1)(input ap_clk, input s_axilite_AWVALID,
         output s_axilite_AWREADY, input [4:0] s_axilite_AWADDR, input in0_V_TVALID);
     endmodule"""

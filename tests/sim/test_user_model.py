@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from hw.config import HwBuildConfig
+from qphy.contracts import REPORT_KEYS
+from qphy.flow import build_onnx
 from sim.config import SimConfig
-from sim.verdict import REPORT_KEYS, build_user_onnx
 from tests.hw.fixture_export import make_export
 
 
@@ -20,7 +21,7 @@ def test_user_qonnx_file_bit_exact(verilator, tmp_path):
     user_file = tmp_path / "my_detector.onnx"
     (export / "model.qonnx.onnx").rename(user_file)
     out = tmp_path / "out"
-    report = build_user_onnx(
+    report = build_onnx(
         user_file, out, HwBuildConfig(target_cycles=32), SimConfig(n_vectors=300, seed=5)
     )
     assert report["bit_exact"] and report["vectors_checked"] == 300

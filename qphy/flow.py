@@ -1,0 +1,175 @@
+"""The top-level flow: directory-to-directory stages, from a target (or a QONNX file) to a verdict.
+
+    export  (quant: verified QONNX + golden floats)       -> OUT/export/
+    hw      (hw: FINN steps, RTL, stitched top, Manifest)  -> OUT/hw/
+    vectors (qphy.host: golden floats -> stream integers)  -> OUT/sim/vectors_*.npy
+    sim     (sim: Verilator + bench, Report)               -> OUT/sim/, OUT/report.json
+    [bitstream -> board: bitstreams/, from OUT/hw/]
+
+Each stage reads only its input directory, so any stage can be re-run from there. A build is
+staged in a hidden sibling of OUT and published in one rename: a failed build leaves nothing
+behind; a failed verdict (bit mismatch, latency over budget) publishes its report, then raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from qphy import host
+from qphy.contracts import Manifest, Report
+from qphy.errors import BitMismatchError, LatencyBudgetError
+from qphy.fsutil import StagedDir, atomic_write_json
+from qphy.reference import (
+    EXPORT_REPORT,
+    GOLDEN_IN,
+    GOLDEN_OUT,
+    MODEL_FILE,
+    GoldenSet,
+    execute_batch,
+    extend,
+    load_reference,
+    random_inputs,
+    read_export,
+)
+from qphy.targets import Target
+
+log = logging.getLogger(__name__)
+
+
+def export_stage(target: Target, cfg, out_dir: Path, n_vectors: int, ckpt_dir=None) -> dict:
+    """Verified QONNX export of a target's variant with ``n_vectors`` golden vectors."""
+    from quant.export import export_verified  # noqa: PLC0415 - torch only when exporting
+
+    model = target.load_or_train(cfg, ckpt_dir)
+    x = np.ascontiguousarray(target.golden_inputs(cfg, model, n_vectors), dtype=np.float32)
+    meta = {"variant": cfg.name, "target": target.name}
+    return export_verified(target.hw_model(model), x, Path(out_dir), meta, target.host(cfg))
+
+
+def onnx_export_stage(
+    path: Path, out_dir: Path, n_vectors: int, seed: int, variant: str | None = None
+) -> dict:
+    """A user's QONNX file as an export directory: checked for supported ops first (every
+    offending node listed), then seeded random inputs (half saturating) and qonnx's outputs."""
+    from hw.checks import check_qonnx_supported  # noqa: PLC0415
+    from hw.runner import load_model  # noqa: PLC0415
+    from hw.steps import cleanup_keep_names  # noqa: PLC0415
+
+    path = Path(path)
+    check_qonnx_supported(cleanup_keep_names(load_model(path)))
+    model = load_reference(path)
+    shape = tuple(model.get_tensor_shape(model.graph.input[0].name))[1:]
+    x = random_inputs(shape, n_vectors, seed)
+    y = execute_batch(model, x).reshape(len(x), -1)
+    report = {"variant": variant or path.stem.split(".")[0], "source": str(path.resolve())}
+    with StagedDir(out_dir) as staged:
+        shutil.copyfile(path, staged.path / MODEL_FILE)
+        np.save(staged.path / GOLDEN_IN, x)
+        np.save(staged.path / GOLDEN_OUT, y.astype(np.float32))
+        atomic_write_json(staged.path / EXPORT_REPORT, report)
+        staged.publish()
+    return report
+
+
+def hw_stage(export_dir: Path, hw_dir: Path, hw_cfg) -> Manifest:
+    """FINN build of the export's model into ``hw_dir``; returns the RTL's Manifest."""
+    from hw.runner import run_build  # noqa: PLC0415 - finn only when building
+
+    result = run_build(Path(export_dir) / MODEL_FILE, hw_cfg, Path(hw_dir))
+    return Manifest.read(result.rtl_dir / Manifest.FILE)
+
+
+def vectors_stage(golden: GoldenSet, manifest: Manifest, sim_dir: Path) -> tuple[np.ndarray, ...]:
+    """Golden floats -> the integers the accelerator receives and must return (stream order),
+    through the same host runtime the board driver uses; saved in ``sim_dir``."""
+    from sim.verdict import VECTORS_EXPECTED, VECTORS_IN  # noqa: PLC0415
+
+    inputs = host.stream_inputs(golden.inputs, manifest.host)
+    expected = host.expected_integers(golden.outputs, manifest.host)
+    Path(sim_dir).mkdir(parents=True, exist_ok=True)
+    np.save(Path(sim_dir) / VECTORS_IN, inputs)
+    np.save(Path(sim_dir) / VECTORS_EXPECTED, expected)
+    return inputs, expected
+
+
+def build_and_verify(
+    export: Path | Callable[[Path], object],
+    out_dir: Path,
+    hw_cfg=None,
+    sim_cfg=None,
+    extras: dict | None = None,
+) -> Report:
+    """export -> hw -> vectors -> sim into ``out_dir``; returns the Report (also report.json).
+
+    ``export`` is an export directory (copied into OUT/export) or a function writing one into
+    the path it is given. The export's golden vectors come first; if ``sim_cfg.n_vectors`` asks
+    for more, seeded extra vectors (half saturating) get their golden outputs from qonnx.
+    ``extras`` (the target's figures) are added to the report.
+    """
+    from hw.config import HwBuildConfig  # noqa: PLC0415
+    from sim.config import SimConfig  # noqa: PLC0415
+    from sim.verdict import build_rtl_sim, simulate  # noqa: PLC0415
+
+    hw_cfg, sim_cfg = hw_cfg or HwBuildConfig(), sim_cfg or SimConfig()
+    times: dict[str, float] = {}
+    failure: Exception | None = None
+    with StagedDir(out_dir) as staged:
+        tmp = staged.path
+        t0 = time.perf_counter()
+        if callable(export):
+            export(tmp / "export")
+        else:
+            shutil.copytree(Path(export), tmp / "export")
+        times["export_s"] = round(time.perf_counter() - t0, 2)
+        golden = extend(read_export(tmp / "export"), sim_cfg.n_vectors, sim_cfg.seed)
+        t0 = time.perf_counter()
+        manifest = hw_stage(tmp / "export", tmp / "hw", hw_cfg)
+        times["hw_build_s"] = round(time.perf_counter() - t0, 2)
+        vectors_stage(golden, manifest, tmp / "sim")
+        times["verilator_build_s"] = round(build_rtl_sim(tmp / "hw", tmp / "sim", sim_cfg), 2)
+        t0 = time.perf_counter()
+        try:
+            report = simulate(tmp / "hw", tmp / "sim", sim_cfg, golden.variant)
+        except (BitMismatchError, LatencyBudgetError) as exc:
+            failure = exc  # the report is written; publish it, then raise
+            report = Report.read(tmp / "sim" / "run" / Report.FILE)
+        times["simulation_s"] = round(time.perf_counter() - t0, 2)
+        report = report.with_extras(**(extras or {}))
+        report.write(tmp / Report.FILE)
+        atomic_write_json(tmp / "timings.json", times)
+        staged.publish()
+    log.info("verdict %s: %s", out_dir, report)
+    if failure is not None:
+        raise failure
+    return report
+
+
+def build_target(target: Target, cfg, out_dir: Path, hw_cfg, sim_cfg, ckpt_dir=None) -> Report:
+    """The whole flow for a registered target's variant."""
+    extras = target.report_extras(cfg, ckpt_dir)
+    return build_and_verify(
+        lambda d: export_stage(target, cfg, d, sim_cfg.n_vectors, ckpt_dir),
+        out_dir,
+        hw_cfg,
+        sim_cfg,
+        extras,
+    )
+
+
+def build_onnx(path: Path, out_dir: Path, hw_cfg=None, sim_cfg=None, variant=None) -> Report:
+    """The whole flow for a user's QONNX file."""
+    from sim.config import SimConfig  # noqa: PLC0415
+
+    sim_cfg = sim_cfg or SimConfig()
+    return build_and_verify(
+        lambda d: onnx_export_stage(path, d, sim_cfg.n_vectors, sim_cfg.seed, variant),
+        out_dir,
+        hw_cfg,
+        sim_cfg,
+    )

@@ -1,0 +1,73 @@
+"""The ``detector`` target: the FullyCon MIMO detector (30x20 real BPSK), fixed or i.i.d."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from qphy.targets import HostExtras, HwDefaults, Option, Target, register
+from qphy.variants import Bits
+from quant.config import QuantConfig
+
+#: Vectors checked in RTL by default (the main job's verdict).
+DETECTOR_VECTORS = 10_000
+
+
+@register
+class Detector(Target):
+    name = "detector"
+    help = "FullyCon MIMO detector (30 rx x 20 tx real BPSK)"
+    options = (
+        Option("--channel", "channel", choices=("fixed", "iid"), help="fixed Toeplitz-0.6 or iid"),
+        Option("--float-steps", "float_steps", int, help="float training steps"),
+        Option("--qat-steps", "qat_steps", int, help="QAT steps"),
+        Option("--bits-per-snr", "eval_bits_per_snr", int, help="evaluation bits per SNR"),
+    )
+
+    def config(self, bits: Bits | None, **options) -> QuantConfig:
+        return QuantConfig(bits=bits, **options)
+
+    def load_or_train(self, cfg: QuantConfig, ckpt_dir=None, retrain: bool = False):
+        from quant.pipeline import load_or_train
+
+        return load_or_train(cfg, ckpt_dir, retrain)
+
+    def golden_inputs(self, cfg: QuantConfig, model, n: int) -> np.ndarray:
+        from quant.data import detection_config, golden_inputs
+        from quant.recipes import INPUT_BITS
+
+        in_scale = float(model.inp.act_quant.scale().detach().reshape(-1)[0])
+        return golden_inputs(detection_config(cfg), n, in_scale, cfg.seed + 7, INPUT_BITS)
+
+    def host(self, cfg: QuantConfig) -> HostExtras:
+        return HostExtras(decision="sign")
+
+    def hw_defaults(self, cfg: QuantConfig) -> HwDefaults:
+        return HwDefaults(vectors=DETECTOR_VECTORS)
+
+    def evaluate(self, cfg: QuantConfig, out_dir: Path, ckpt_dir=None) -> str:
+        from quant.pipeline import evaluate_detector
+
+        if cfg.bits is None:
+            from qphy.errors import ConfigError
+
+            raise ConfigError("evaluate needs a quantized variant (--bits wXaY)")
+        res = evaluate_detector(cfg, Path(out_dir), ckpt_dir)
+        _print_ber(res)
+        return f"BER of {cfg.name} and the baselines: {Path(out_dir) / 'ber.json'}"
+
+
+def _print_ber(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"BER, {res['bits_simulated_per_snr']} bits per SNR ({res['channel']})")
+    table.add_column("SNR dB", justify="right")
+    for name in res["ber"]:
+        table.add_column(name, justify="right")
+    for i, snr in enumerate(res["snr_db"]):
+        table.add_row(f"{snr:g}", *(f"{res['ber'][n][i]:.2e}" for n in res["ber"]))
+    at = res.get("snr_db_at_ber_1e-3", {})
+    table.add_row("@1e-3", *(f"{at[n]:.2f} dB" if at.get(n) else "-" for n in res["ber"]))
+    Console().print(table)
