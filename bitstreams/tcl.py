@@ -117,7 +117,8 @@ proc qphy_board_part {} {
     global qphy
     set found [lsort -dictionary [get_board_parts -quiet $qphy(board_part_glob)]]
     if {[llength $found] == 0} {
-        error "qphy: no Vivado board files for $qphy(board) ($qphy(board_part_glob)); $qphy(board_files_hint)"
+        set what "$qphy(board) ($qphy(board_part_glob))"
+        error "qphy: no Vivado board files for $what; $qphy(board_files_hint)"
     }
     return [lindex $found end]
 }

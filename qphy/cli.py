@@ -57,7 +57,18 @@ def _target_config(args: argparse.Namespace, bits):
         raise ConfigError(
             f"{', '.join(foreign)}: for {' / '.join(owners)} only, not the {target.name}"
         )
-    return target, target.config(bits, **{o.dest: getattr(args, o.dest) for o in given.values()})
+    values = {}
+    for opt in target.options:
+        value = getattr(args, opt.dest, None)
+        if value is None:
+            continue
+        if opt.choices is not None and value not in opt.choices:
+            allowed = ", ".join(str(c) for c in opt.choices)
+            raise ConfigError(
+                f"argument {opt.flag}: invalid choice: {value!r} (choose from {allowed})"
+            )
+        values[opt.dest] = value
+    return target, target.config(bits, **values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -147,9 +158,32 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bitstream(args: argparse.Namespace) -> int:
+    """``qphy bitstream`` / ``qphy synth``: the Vivado flows on a finished build (needs Vivado)."""
+    from bitstreams.build import build_bitstream
+
+    mode = "ooc" if args.command == "synth" else "bitstream"
+    res = build_bitstream(Path(args.build_dir), args.board, Path(args.out), mode, saif=args.saif)
+    rep = res.get("reports", {})
+    timing = rep.get("timing", {})
+    print(
+        f"{mode} for {args.board}: {args.out}; WNS {timing.get('wns_ns')} ns, "
+        f"Fmax {timing.get('fmax_mhz')} MHz; utilization {rep.get('utilization')}; "
+        f"power {rep.get('power')}"
+    )
+    return 0
+
+
 def _target_options(sp: argparse.ArgumentParser) -> None:
-    for opt in _all_options().values():
-        sp.add_argument(opt.flag, dest=opt.dest, type=opt.type, choices=opt.choices, help=opt.help)
+    """Every target's options; targets may share a flag with other choices (each target checks
+    its own in :func:`_target_config`)."""
+    helps: dict[str, list[str]] = {}
+    for name in targets.target_names():
+        for opt in targets.get(name).options:
+            choices = f" {{{','.join(str(c) for c in opt.choices)}}}" if opt.choices else ""
+            helps.setdefault(opt.flag, []).append(f"{name}: {opt.help}{choices}")
+    for flag, opt in _all_options().items():
+        sp.add_argument(flag, dest=opt.dest, type=opt.type, help="; ".join(helps[flag]))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--fifo-sizing", default=None, choices=[f.value for f in FifoSizing])
     sp.set_defaults(func=cmd_build)
+
+    from bitstreams.boards import BOARDS
+
+    for command, what in (
+        ("bitstream", "Vivado: block design with DMA, bitstream, .hwh, post-route reports"),
+        ("synth", "Vivado: out-of-context synthesis of the accelerator (LUT/FF/DSP/BRAM, Fmax)"),
+    ):
+        sp = sub.add_parser(command, help=what)
+        sp.add_argument("build_dir", help="a finished `qphy build` directory (or its hw/)")
+        sp.add_argument("--board", required=True, choices=sorted(BOARDS))
+        sp.add_argument("--out", required=True, type=Path)
+        sp.add_argument("--saif", type=Path, default=None, help="switching activity for power")
+        sp.set_defaults(func=cmd_bitstream)
     return p
 
 

@@ -319,8 +319,7 @@ _PROGRESS_RE = re.compile(r"^qphy-progress (\d+) (\d+) (\d+)$")
 
 def _read_stderr(proc: subprocess.Popen, lines: list[str], progress) -> None:
     """Collect stderr; progress lines move the bar (if any), the rest is kept for errors."""
-    assert proc.stderr is not None  # noqa: S101 - Popen(stderr=PIPE) invariant
-    for raw in proc.stderr:
+    for raw in proc.stderr or ():
         line = raw.rstrip("\n")
         m = _PROGRESS_RE.match(line)
         if m:
@@ -490,6 +489,6 @@ def _execute(
             reader.join(timeout=5)
         wall_s = time.perf_counter() - t0
     if rc != 0:
-        tail = "; ".join(lines[-3:]) or f"signal {-rc}" if rc < 0 else "; ".join(lines[-3:])
+        tail = "; ".join(lines[-3:]) or (f"killed by signal {-rc}" if rc < 0 else "no message")
         raise HarnessRunError(f"the harness exited with status {rc} ({tail}); run dir {run_dir}")
     return wall_s, lines

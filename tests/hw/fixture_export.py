@@ -30,6 +30,7 @@ def make_export(
     import torch
 
     from models.fullycon import FullyConShape
+    from qphy.targets import HostExtras
     from qphy.variants import parse_bits, variant_name
     from quant.export import export_verified
     from quant.qat_fullycon import QuantFullyCon
@@ -46,9 +47,8 @@ def make_export(
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((n_golden, shape.n_rx)) * 2).astype(np.float32)
     x[1::2] *= 64.0  # saturate the input quantizer
-    export_verified(
-        model, x, Path(out_dir), {"variant": variant_name("fullycon", parse_bits(bits))}
-    )
+    meta = {"variant": variant_name("fullycon", parse_bits(bits))}
+    export_verified(model, x, Path(out_dir), meta, HostExtras(decision="sign"))
     return Path(out_dir)
 
 
@@ -71,6 +71,8 @@ def make_csi_export(
 
     from models.csinet import Centre
     from models.registry import build_model
+    from qphy.contracts import HostOp
+    from qphy.targets import HostExtras
     from qphy.variants import parse_bits, variant_name
     from quant.export import export_verified
     from quant.qat_csinet import QuantAutoencoder
@@ -91,6 +93,6 @@ def make_csi_export(
         x,
         Path(out_dir),
         {"variant": variant_name(arch, parse_bits(bits))},
-        check_decisions=False,
+        HostExtras(input_pre=[HostOp("Sub", Centre.offset), HostOp("Mul", Centre.gain)]),
     )
     return Path(out_dir)

@@ -1,0 +1,1 @@
+from tests.sim.conftest import verilator  # noqa: F401 - the shared skip-or-fail fixture
