@@ -31,6 +31,7 @@ QONNX_SUPPORTED = frozenset(
         "Conv",
         "LeakyRelu",
         "Transpose",
+        "BatchNormalization",
     }
 )
 #: HW layers qphy can stitch (each has an RTL variant in finn-rtllib).
@@ -52,15 +53,18 @@ HOST_TAIL_OPS = frozenset({"Mul", "Add", "Sub", "Div"})
 FPGADATAFLOW_DOMAIN = "finn.custom_op.fpgadataflow"
 
 _POOL_HINT = (
-    "no RTL pooling layer qphy can stitch; down-sample with a strided conv instead (it subsumes "
-    "conv + average pooling)"
+    "no RTL pooling layer qphy can stitch (finn-plus has pooling only as HLS layers, and "
+    "finn-hlslib is not shipped); down-sample with a strided conv instead: drop the pooling "
+    "and give the preceding QuantConv1d/QuantConv2d stride=k (it subsumes conv + average "
+    "pooling)"
 )
 _HINTS = {
     "Sigmoid": "no RTL layer; quantize the output with a QuantIdentity and apply the sigmoid on "
     "the host",
     "Tanh": "no RTL layer; use QuantHardTanh or a QuantReLU so it becomes thresholds",
     "Softmax": "no RTL layer; apply softmax on the host after the accelerator",
-    "BatchNormalization": "fold it into the preceding linear layer before export",
+    "BatchNormalization": "must sit between a QuantConv/QuantLinear and an activation quantizer "
+    "(QuantReLU/QuantIdentity) so it folds into the thresholds; or fold it into the layer",
     "LeakyRelu": "must be followed by an activation quantizer and have a power-of-two slope",
     "MaxPool": _POOL_HINT,
     "AveragePool": _POOL_HINT,
@@ -88,8 +92,8 @@ def _conv_problem(node) -> str | None:
         )
     if any(int(d) != 1 for d in attrs.get("dilations", [1])):
         return "dilated convs are not supported; use dilation 1"
-    if len(attrs.get("kernel_shape", [0, 0])) != 2:
-        return "only 2-D convs are supported"
+    if len(attrs.get("kernel_shape", [0, 0])) not in (1, 2):
+        return "only 1-D and 2-D convs are supported (QuantConv1d, QuantConv2d)"
     return None
 
 
@@ -157,8 +161,21 @@ def check_qonnx_supported(model: ModelWrapper) -> None:
                         "QuantIdentity) so the host can send integers to the accelerator",
                     )
                 )
+    bad += _output_problems(model, {n.name for n in bad})
     if bad:
         raise UnsupportedLayerError(bad, stage="export")
+
+
+def _output_problems(model: ModelWrapper, listed: set[str]) -> list[UnsupportedNode]:
+    """The output must be quantized or a float tail after the last linear layer (see
+    :func:`qphy.reference.float_tail`); an offender not listed yet is returned."""
+    from qphy.reference import float_tail
+
+    try:
+        float_tail(model)
+    except UnsupportedLayerError as exc:
+        return [n for n in exc.nodes if n.name not in listed]
+    return []
 
 
 def host_tail(model: ModelWrapper) -> list:

@@ -160,7 +160,38 @@ def step_convert_to_finn(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrappe
 
     model = model.transform(FoldConvBiasQuant())
     model = model.transform(LeakyReluQuantToThresholds())
-    return _tidy(model.transform(ConvertQONNXtoFINN()))
+    model = _tidy(model.transform(ConvertQONNXtoFINN()))
+    return _conv1d_as_conv2d(model)
+
+
+def _conv1d_as_conv2d(model: ModelWrapper) -> ModelWrapper:
+    """1-D convs (``N, C, L`` tensors) become 2-D convs on ``N, C, L, 1`` (qonnx's
+    Change3DTo4DTensors), so they lower to the same SWG + MVAU as 2-D ones. The frame's element
+    order is unchanged, so the host's input shape and permutations stay valid."""
+    from qonnx.transformation.change_3d_tensors_to_4d import (
+        Change3DTo4DTensors,
+        _find_invalid_nodes,
+    )
+
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    if not any(len(model.get_tensor_shape(n.input[0])) == 3 for n in convs):
+        return model
+    invalid = set(_find_invalid_nodes(model))
+    if invalid:
+        raise UnsupportedLayerError(
+            [
+                UnsupportedNode(
+                    n.name,
+                    n.op_type,
+                    "1-D convs are built as 2-D ones, which qonnx cannot do with this op in the "
+                    "graph; use only QuantConv1d, QuantReLU/QuantIdentity, flatten, QuantLinear",
+                )
+                for n in model.graph.node
+                if n.op_type in invalid
+            ],
+            stage="1-D to 2-D conversion",
+        )
+    return _tidy(model.transform(Change3DTo4DTensors()))
 
 
 def step_tidy_up(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:

@@ -100,7 +100,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _hw_sim_configs(args: argparse.Namespace, dflt: HwDefaults):
     """HwBuildConfig and SimConfig: the options given, else the target's defaults."""
     from hw.config import FifoSizing, FoldingPreference, HwBuildConfig
-    from sim.config import SimConfig
+    from sim.config import Bench, SimConfig
 
     def pick(name: str):
         value = getattr(args, name)
@@ -115,7 +115,14 @@ def _hw_sim_configs(args: argparse.Namespace, dflt: HwDefaults):
         fifo_sizing=FifoSizing(pick("fifo_sizing")),
     )
     n = args.vectors if args.vectors is not None else dflt.vectors
-    return hw, SimConfig(n_vectors=n, budget_us=pick("budget_us"))
+    sim = SimConfig(
+        n_vectors=n,
+        budget_us=pick("budget_us"),
+        bench=Bench(args.bench),
+        x_random=args.x_random,
+        progress=n >= 20_000,
+    )
+    return hw, sim
 
 
 def _print_verdict(rep: Report, out: Path) -> None:
@@ -247,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="tie-break among foldings that meet the target",
     )
     sp.add_argument("--fifo-sizing", default=None, choices=[f.value for f in FifoSizing])
+    sp.add_argument(
+        "--bench",
+        default="harness",
+        choices=["harness", "cocotb"],
+        help="verdict testbench: compiled Verilator harness (fast) or cocotb",
+    )
+    sp.add_argument(
+        "--x-random", action="store_true", help="randomise unknowns (Verilator x-assign unique)"
+    )
     sp.set_defaults(func=cmd_build)
 
     from bitstreams.boards import BOARDS

@@ -23,7 +23,8 @@ import numpy as np
 
 from qphy import host
 from qphy.contracts import Manifest, Report
-from qphy.errors import BitMismatchError, LatencyBudgetError
+from qphy.defaults import SATURATE_SCALE
+from qphy.errors import BitMismatchError, LatencyBudgetError, MalformedModelError
 from qphy.fsutil import StagedDir, atomic_write_json
 from qphy.reference import (
     EXPORT_REPORT,
@@ -31,8 +32,10 @@ from qphy.reference import (
     GOLDEN_OUT,
     MODEL_FILE,
     GoldenSet,
+    accelerator_integers,
     execute_batch,
     extend,
+    float_tail,
     load_reference,
     random_inputs,
     read_export,
@@ -65,7 +68,7 @@ def onnx_export_stage(
     check_qonnx_supported(cleanup_keep_names(load_model(path)))
     model = load_reference(path)
     shape = tuple(model.get_tensor_shape(model.graph.input[0].name))[1:]
-    x = random_inputs(shape, n_vectors, seed)
+    x = random_inputs(shape, n_vectors, seed, SATURATE_SCALE)
     y = execute_batch(model, x).reshape(len(x), -1)
     report = {"variant": variant or path.stem.split(".")[0], "source": str(path.resolve())}
     with StagedDir(out_dir) as staged:
@@ -85,17 +88,77 @@ def hw_stage(export_dir: Path, hw_dir: Path, hw_cfg) -> Manifest:
     return Manifest.read(result.rtl_dir / Manifest.FILE)
 
 
-def vectors_stage(golden: GoldenSet, manifest: Manifest, sim_dir: Path) -> tuple[np.ndarray, ...]:
+def vectors_stage(
+    golden: GoldenSet, manifest: Manifest, sim_dir: Path
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Golden floats -> the integers the accelerator receives and must return (stream order),
-    through the same host runtime the board driver uses; saved in ``sim_dir``."""
+    through the same host runtime the board driver uses; saved in ``sim_dir``.
+
+    Returns ``(inputs, expected, verified)``; ``verified`` is empty for a quantized output
+    (the golden outputs are integers times the output scale: the tail is inverted exactly).
+    For a float output tail (the last layer's scale and bias), the expected integers come from
+    qonnx's execution of the reference up to the last linear layer's integer accumulator (see
+    :func:`qphy.reference.accelerator_integers`), and ``verified`` states what is checked as
+    integers and how far the host's float tail is from qonnx's golden floats.
+    """
     from sim.verdict import VECTORS_EXPECTED, VECTORS_IN  # noqa: PLC0415
 
     inputs = host.stream_inputs(golden.inputs, manifest.host)
-    expected = host.expected_integers(golden.outputs, manifest.host)
+    verified: dict = {}
+    model = load_reference(golden.model_path)
+    tail = float_tail(model)
+    if tail is None:
+        expected = host.expected_integers(golden.outputs, manifest.host)
+    else:
+        ints = accelerator_integers(model, tail, golden.inputs)
+        expected = host.stream_order(ints, manifest.host)
+        verified = _float_tail_verified(tail, ints, expected, golden, manifest)
     Path(sim_dir).mkdir(parents=True, exist_ok=True)
     np.save(Path(sim_dir) / VECTORS_IN, inputs)
     np.save(Path(sim_dir) / VECTORS_EXPECTED, expected)
-    return inputs, expected
+    return inputs, expected, verified
+
+
+#: How far (relative to the largest golden output) the host's float tail may be from qonnx's
+#: golden floats: float32 re-association of the last layer's sum, nothing more.
+FLOAT_TAIL_RTOL = 1e-4
+
+
+def _float_tail_verified(tail, ints, expected, golden: GoldenSet, manifest: Manifest) -> dict:
+    """Check the host's float tail on the reference integers against the golden floats."""
+    spec = manifest.host
+    if not spec.output_tail:
+        raise MalformedModelError(
+            f"the model ends in a float output ({tail.description}) but the hw build left no "
+            "scale/bias on the host: the accelerator's output cannot be matched to it"
+        )
+    y = host.outputs(expected, spec).astype(np.float64)
+    ref = golden.outputs.reshape(len(golden.outputs), -1).astype(np.float64)
+    diff = float(np.max(np.abs(y - ref))) if y.size else 0.0
+    bound = FLOAT_TAIL_RTOL * max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-12)
+    if not diff <= bound:
+        raise MalformedModelError(
+            f"the host's output tail ({[op.op_type for op in spec.output_tail]}) applied to the "
+            f"reference integers of {tail.description} differs from qonnx's outputs by {diff:g} "
+            f"(> {bound:g}): the accelerator's output is not that layer's accumulator"
+        )
+    hi = int(np.max(np.abs(ints))) if ints.size else 0
+    return {
+        "verified": {
+            "integers": (
+                f"accelerator output == integer accumulator of {tail.linear.name} "
+                f"({tail.linear.op_type}: quantized input x quantized weights, from qonnx's "
+                f"execution of the reference), bit-exact; max |accumulator| {hi}"
+            ),
+            "float_tail": (
+                "host applies "
+                + " -> ".join(op.op_type for op in spec.output_tail)
+                + " in float32 (bias and scales, not bit-exact: float re-association)"
+            ),
+        },
+        "float_tail_max_abs_diff": diff,
+        "float_tail_max_abs_golden": float(np.max(np.abs(ref))) if ref.size else 0.0,
+    }
 
 
 def build_and_verify(
@@ -131,7 +194,7 @@ def build_and_verify(
         t0 = time.perf_counter()
         manifest = hw_stage(tmp / "export", tmp / "hw", hw_cfg)
         times["hw_build_s"] = round(time.perf_counter() - t0, 2)
-        vectors_stage(golden, manifest, tmp / "sim")
+        _, _, verified = vectors_stage(golden, manifest, tmp / "sim")
         times["verilator_build_s"] = round(build_rtl_sim(tmp / "hw", tmp / "sim", sim_cfg), 2)
         t0 = time.perf_counter()
         try:
@@ -140,7 +203,7 @@ def build_and_verify(
             failure = exc  # the report is written; publish it, then raise
             report = Report.read(tmp / "sim" / "run" / Report.FILE)
         times["simulation_s"] = round(time.perf_counter() - t0, 2)
-        report = report.with_extras(**(extras or {}))
+        report = report.with_extras(**(extras or {}), **verified)
         report.write(tmp / Report.FILE)
         atomic_write_json(tmp / "timings.json", times)
         staged.publish()

@@ -116,7 +116,7 @@ def expected_integers(golden: np.ndarray, spec: HostSpec) -> np.ndarray:
         bad = np.argwhere(back != golden)[0]
         raise MalformedModelError(
             f"golden output at vector {bad[0]}, index {bad[1]} is not an integer times the "
-            "output scale: the golden file does not belong to this model"
+            "output scale: the golden outputs were not computed by this model"
         )
     return stream_order(ints, spec)
 

@@ -59,7 +59,9 @@ class GoldenSet:
     variant: str
 
 
-def random_inputs(shape: tuple[int, ...], n: int, seed: int, saturate_scale: float) -> np.ndarray:
+def random_inputs(
+    shape: tuple[int, ...], n: int, seed: int, saturate_scale: float = SATURATE_SCALE
+) -> np.ndarray:
     """Seeded Gaussian inputs; every second vector is scaled up far enough to saturate."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, *shape)).astype(np.float32)
@@ -114,3 +116,201 @@ def extend(
         np.concatenate([golden.outputs, extra_out.reshape(len(extra), -1)]),
         golden.variant,
     )
+
+
+# --- The accelerator's integers of a model whose output is a float tail ---------------------
+
+#: Ops that only re-order a frame (applied to the integers as they are to the floats).
+_LAYOUT_OPS = frozenset({"Transpose", "Flatten", "Reshape"})
+#: Elementwise ops with a constant that form the host's float tail (scale, bias).
+_TAIL_OPS = frozenset({"Mul", "Add", "Sub", "Div"})
+#: The linear ops whose integer accumulator the accelerator outputs when no quantizer follows.
+_LINEAR_OPS = frozenset({"Gemm", "MatMul", "Conv"})
+#: Ops between a quantizer and a linear op that keep the quantizer's integers and scale.
+_SCALE_PRESERVING = frozenset({"Transpose", "Flatten", "Reshape", "Identity", "MaxPool"})
+
+_OUTPUT_HINT = (
+    "the model's output must come from an activation quantizer (QuantIdentity/QuantReLU) or be "
+    "the float output of the last QuantLinear/QuantConv (its scale and bias then run on the host);"
+    " add a QuantIdentity after this node or move it to your own post-processing"
+)
+
+
+@dataclass(frozen=True)
+class FloatTail:
+    """Where the reference's float output tail starts: the last linear layer and the nodes from
+    it to the graph output (layout ops and constant scale/bias ops)."""
+
+    linear: object  # the onnx NodeProto of the last Gemm/MatMul/Conv
+    path: tuple  # nodes after it, in graph order
+
+    @property
+    def description(self) -> str:
+        ops = "".join(f" -> {n.op_type}" for n in self.path)
+        return f"{self.linear.name} ({self.linear.op_type}){ops}"
+
+
+def _const_operand(model: ModelWrapper, node) -> int | None:
+    """Index of the data input of a binary op whose other input is constant (else None)."""
+    if len(node.input) != 2:
+        return None
+    consts = [_is_constant(model, t) for t in node.input]
+    if consts == [False, True]:
+        return 0
+    if consts == [True, False] and node.op_type in ("Mul", "Add"):
+        return 1
+    return None
+
+
+def _is_constant(model: ModelWrapper, name: str) -> bool:
+    """An initializer, or a Quant of initializers (a quantized constant such as a bias)."""
+    if model.get_initializer(name) is not None:
+        return True
+    prod = model.find_producer(name)
+    return (
+        prod is not None
+        and prod.op_type == "Quant"
+        and all(model.get_initializer(i) is not None for i in prod.input)
+    )
+
+
+def float_tail(model: ModelWrapper) -> FloatTail | None:
+    """The float output tail of a reference model, or None if its output is quantized.
+
+    Walks back from the graph output over layout ops and constant scale/bias ops. An activation
+    ``Quant`` there means the output is integers times a scale (the host inverts the tail
+    exactly); a Gemm/MatMul/Conv means the accelerator outputs that layer's integer
+    accumulator and the host computes the float tail. Anything else cannot be split so and is
+    an UnsupportedLayerError naming the node.
+    """
+    from qphy.errors import UnsupportedLayerError, UnsupportedNode  # noqa: PLC0415
+
+    path = []
+    name = model.graph.output[0].name
+    while True:
+        node = model.find_producer(name)
+        if node is None:
+            return None  # the output is the graph input (nothing to split)
+        if node.op_type in ("Quant", "BipolarQuant") and not _is_constant(model, node.output[0]):
+            return None
+        if node.op_type in _LINEAR_OPS:
+            return FloatTail(node, tuple(reversed(path)))
+        data = 0 if node.op_type in _LAYOUT_OPS else None
+        if node.op_type in _TAIL_OPS:
+            data = _const_operand(model, node)
+        if data is None:
+            raise UnsupportedLayerError(
+                [UnsupportedNode(node.name or "<unnamed>", node.op_type, _OUTPUT_HINT)],
+                stage="export (output tail)",
+            )
+        path.append(node)
+        name = node.input[data]
+
+
+def _quant_integers(model: ModelWrapper, ctx: dict, tensor: str, what: str) -> np.ndarray:
+    """The integers of a quantized tensor: its value / its quantizer's scale, checked exact.
+
+    Walks back from ``tensor`` to the Quant producing it (over ops that keep integers and
+    scale). The integers are rounded quotients; they must give back the tensor bit for bit as
+    qonnx's Quant computes it (``int * scale`` in float32), else MalformedModelError.
+    """
+    name, hops = tensor, 0
+    while True:
+        node = model.find_producer(name)
+        if node is None or node.op_type not in _SCALE_PRESERVING | {"Quant"}:
+            raise MalformedModelError(
+                f"{what} ({tensor}) is not produced by a quantizer "
+                f"({node.op_type if node else 'graph input'}): quantize it (QuantIdentity, "
+                "QuantReLU, or a weight quantizer) so the accelerator sees integers"
+            )
+        if node.op_type == "Quant":
+            break
+        name, hops = node.input[0], hops + 1
+    scale = np.asarray(ctx[node.input[1]], dtype=np.float32)
+    zeropt = np.asarray(ctx[node.input[2]], dtype=np.float32)
+    if np.any(zeropt != 0):
+        raise MalformedModelError(f"{what}: quantizer {node.name} has a non-zero zero point")
+    if scale.size != 1 and hops:
+        raise MalformedModelError(
+            f"{what}: per-channel scale of {node.name} before a re-ordering; use a per-tensor "
+            "activation quantizer"
+        )
+    value = np.asarray(ctx[tensor], dtype=np.float32)
+    ints = np.round(value.astype(np.float64) / scale.astype(np.float64))
+    if not np.array_equal((ints.astype(np.float32) * scale).astype(np.float32), value):
+        bad = tuple(int(i) for i in np.argwhere(ints.astype(np.float32) * scale != value)[0])
+        raise MalformedModelError(
+            f"{what}: value at {bad} is not an integer times the scale of {node.name}"
+        )
+    return ints.astype(np.int64)
+
+
+def _attrs(node) -> dict:
+    from onnx import helper  # noqa: PLC0415
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _int_conv(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
+    """Exact integer N-d convolution (N = 1 or 2), ONNX Conv semantics without bias."""
+    nd = w.ndim - 2
+    if nd == 1:  # as 2-D with a 1-high dimension
+        attrs = {
+            "strides": [1, *attrs.get("strides", [1])],
+            "dilations": [1, *attrs.get("dilations", [1])],
+            "pads": [0, attrs.get("pads", [0, 0])[0], 0, attrs.get("pads", [0, 0])[1]],
+            "group": attrs.get("group", 1),
+        }
+        return _int_conv(x[:, :, None, :], w[:, :, None, :], attrs)[:, :, 0, :]
+    if nd != 2 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise MalformedModelError(f"integer reference conv: {nd}-D / auto_pad not supported")
+    sh, sw = attrs.get("strides", [1, 1])
+    dh, dw = attrs.get("dilations", [1, 1])
+    pt, pl, pb, pr = attrs.get("pads", [0, 0, 0, 0])
+    group = int(attrs.get("group", 1))
+    x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    n, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, m, oh, ow), dtype=np.int64)
+    mg = m // group
+    for g in range(group):
+        xs = x[:, g * cg : (g + 1) * cg]
+        ws = w[g * mg : (g + 1) * mg]
+        for i in range(kh):
+            for j in range(kw):
+                patch = xs[:, :, i * dh : i * dh + sh * oh : sh, j * dw : j * dw + sw * ow : sw]
+                out[:, g * mg : (g + 1) * mg] += np.einsum("nchw,mc->nmhw", patch, ws[:, :, i, j])
+    return out
+
+
+def _linear_integers(model: ModelWrapper, ctx: dict, node) -> np.ndarray:
+    """The integer accumulator of a Gemm/MatMul/Conv (without bias, alpha or beta)."""
+    a = _quant_integers(model, ctx, node.input[0], f"input of {node.name}")
+    w = _quant_integers(model, ctx, node.input[1], f"weights of {node.name}")
+    attrs = _attrs(node)
+    if node.op_type == "Conv":
+        return _int_conv(a, w, attrs)
+    if node.op_type == "Gemm":
+        a = a.T if attrs.get("transA", 0) else a
+        w = w.T if attrs.get("transB", 0) else w
+    return a @ w
+
+
+def accelerator_integers(model: ModelWrapper, tail: FloatTail, inputs: np.ndarray) -> np.ndarray:
+    """The integers an accelerator ending in ``tail.linear`` must output, model order ``(n, M)``.
+
+    qonnx executes the reference model on ``inputs``; the last linear layer's input and weights
+    are taken as the integers of their quantizers (each checked to reproduce its float tensor
+    bit for bit), multiplied exactly in int64, and re-ordered by the layout ops on the way to
+    the output. Nothing is derived from the float outputs, so a wrong integer cannot hide in
+    float rounding.
+    """
+    ctx = execute_batch(model, inputs, full_context=True)
+    ints = _linear_integers(model, ctx, tail.linear)
+    for node in tail.path:
+        if node.op_type == "Transpose":
+            ints = np.transpose(ints, _attrs(node).get("perm"))
+        elif node.op_type in _LAYOUT_OPS:
+            ints = ints.reshape(np.asarray(ctx[node.output[0]]).shape)
+    return ints.reshape(len(inputs), -1)

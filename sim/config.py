@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from qphy.config import reject_unknown_keys
-from qphy.defaults import BUDGET_US, SIM_SEED, SIM_VECTORS
+from qphy.defaults import BUDGET_US, CACHE_DIR, SIM_SEED, SIM_VECTORS
 from qphy.errors import ConfigError
+
+
+class Bench(enum.StrEnum):
+    """Which testbench runs the verdict (both measure the same figures the same way)."""
+
+    #: The compiled Verilator harness (sim/harness): C++ drives the ports, no Python per cycle.
+    HARNESS = "harness"
+    #: cocotb + cocotbext-axi (sim/tb_dataflow.py): the protocol-level bench.
+    COCOTB = "cocotb"
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,12 @@ class SimConfig:
             by cocotb itself).
         stall_limit_cycles: Cycles without output progress after which the bench declares a
             deadlock.
+        bench: The testbench of the verdict.
+        x_random: Build the harness with unknowns randomised (``--x-assign/--x-initial
+            unique``, a per-run seed) instead of set to zero: a design that only works from
+            zeroed registers fails then.
+        harness_cache: Where compiled harnesses are cached by design content (absolute).
+        progress: Show a progress bar during long harness runs.
     """
 
     n_vectors: int = SIM_VECTORS
@@ -39,6 +56,10 @@ class SimConfig:
     build_timeout_s: float = 900.0
     sim_timeout_s: float = 900.0
     stall_limit_cycles: int = 100_000
+    bench: Bench = Bench.HARNESS
+    x_random: bool = False
+    harness_cache: Path = CACHE_DIR / "harness"
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.n_vectors < 1:
@@ -49,6 +70,8 @@ class SimConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {p}")
         if not self.budget_us > 0:
             raise ConfigError(f"budget_us must be > 0, got {self.budget_us}")
+        if not Path(self.harness_cache).is_absolute():
+            raise ConfigError(f"harness_cache must be an absolute path, got {self.harness_cache}")
         if self.n_burst < 2:
             raise ConfigError(f"n_burst must be >= 2, got {self.n_burst}")
 
@@ -59,8 +82,9 @@ def load_sim_config(values: Mapping[str, Any]) -> SimConfig:
     kwargs = {}
     for key, value in values.items():
         typ = type(getattr(SimConfig(), key))
+        typ = Path if isinstance(getattr(SimConfig(), key), Path) else typ
         try:
-            kwargs[key] = typ(value)
+            kwargs[key] = Bench(value) if key == "bench" else typ(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad value for sim config key '{key}': {value!r}") from exc
     return SimConfig(**kwargs)

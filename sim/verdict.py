@@ -24,8 +24,8 @@ import numpy as np
 from hw.toolchain import tool_versions
 from qphy.contracts import Manifest, Report, SimJob
 from qphy.errors import BitMismatchError, LatencyBudgetError, PipelineError
-from qphy.fsutil import atomic_write_json
-from sim.config import SimConfig
+from qphy.fsutil import atomic_write_json, atomic_write_text
+from sim.config import Bench, SimConfig
 from sim.rtl_sources import prepare_sources
 from sim.verilator import build, run_test
 
@@ -34,17 +34,112 @@ log = logging.getLogger(__name__)
 TB_MODULE = "sim.tb_dataflow"
 VECTORS_IN = "vectors_in.npy"
 VECTORS_EXPECTED = "vectors_expected.npy"
+#: File in the sim dir naming the compiled harness (which lives in the content-hashed cache).
+HARNESS_LINK = "harness_binary.txt"
 
 
 def build_rtl_sim(hw_dir: Path, sim_dir: Path, sim_cfg: SimConfig) -> float:
-    """Patch copies of hw_dir/rtl/src into sim_dir/src and Verilate them into sim_dir/obj;
-    returns the build's seconds."""
+    """Patch copies of hw_dir/rtl/src into sim_dir/src and compile the bench's model: the
+    harness executable (cached by content under ``sim_cfg.harness_cache``) or the cocotb
+    model in sim_dir/obj. Returns the build's seconds (0 for a cached harness)."""
     design = prepare_sources(Path(hw_dir) / "rtl", Path(sim_dir))
     t0 = time.perf_counter()
-    build(design.sources, design.top, Path(sim_dir) / "obj", sim_cfg.build_timeout_s)
-    seconds = time.perf_counter() - t0
-    log.info("Verilator build of %d sources took %.1f s", len(design.sources), seconds)
+    if sim_cfg.bench is Bench.HARNESS:
+        from sim.harness import build_harness  # noqa: PLC0415
+
+        built = build_harness(
+            design.sources,
+            design.top,
+            sim_cfg.harness_cache,
+            x_random=sim_cfg.x_random,
+            timeout_s=sim_cfg.build_timeout_s,
+        )
+        atomic_write_text(Path(sim_dir) / HARNESS_LINK, str(built.binary))
+        seconds = built.build_s
+    else:
+        build(design.sources, design.top, Path(sim_dir) / "obj", sim_cfg.build_timeout_s)
+        seconds = time.perf_counter() - t0
+    log.info("%s build of %d sources: %.1f s", sim_cfg.bench, len(design.sources), seconds)
     return seconds
+
+
+def _run_cocotb(manifest, sim_dir, run_dir, inputs, expected, sim_cfg) -> tuple[dict, np.ndarray]:
+    np.save(run_dir / "inputs.npy", inputs)
+    np.save(run_dir / "expected.npy", expected)
+    job = SimJob(
+        inputs=str(run_dir / "inputs.npy"),
+        expected=str(run_dir / "expected.npy"),
+        actual=str(run_dir / "actual.npy"),
+        results=str(run_dir / "results.json"),
+        input=manifest.input,
+        output=manifest.output,
+        n_out_elems=int(expected.shape[1]),
+        clock_period_ns=round(1000.0 / manifest.clock_mhz, 6),
+        seed=sim_cfg.seed,
+        source_pause_prob=sim_cfg.source_pause_prob,
+        sink_pause_prob=sim_cfg.sink_pause_prob,
+        n_burst=sim_cfg.n_burst,
+        stall_limit_cycles=sim_cfg.stall_limit_cycles,
+    )
+    job.write(run_dir / SimJob.FILE)
+    if not (sim_dir / "obj").is_dir():
+        raise PipelineError(f"{sim_dir} has no cocotb model (obj/); build it with bench=cocotb")
+    run_test(
+        sim_dir / "obj",
+        manifest.top,
+        TB_MODULE,
+        run_dir,
+        [f"+qphy_job={run_dir / SimJob.FILE}"],
+        sim_cfg.sim_timeout_s,
+        sim_cfg.seed,
+    )
+    if not (run_dir / "results.json").is_file():
+        raise PipelineError(f"the simulation wrote no results; see {run_dir / 'sim.log'}")
+    res = json.loads((run_dir / "results.json").read_text())
+    actual = (
+        np.load(run_dir / "actual.npy")
+        if (run_dir / "actual.npy").is_file()
+        else np.zeros((0, expected.shape[1]), dtype=np.int64)
+    )
+    return res, actual
+
+
+def _run_harness(manifest, sim_dir, run_dir, inputs, expected, sim_cfg, mem_dir):
+    from sim.harness import run_harness  # noqa: PLC0415
+
+    link = sim_dir / HARNESS_LINK
+    binary = Path(link.read_text().strip()) if link.is_file() else None
+    if binary is None or not binary.is_file():
+        raise PipelineError(f"{sim_dir} has no compiled harness; build it with bench=harness")
+    r = run_harness(
+        binary,
+        mem_dir,
+        inputs,
+        manifest.input,
+        manifest.output,
+        int(expected.shape[1]),
+        run_dir=run_dir,
+        seed=sim_cfg.seed,
+        source_pause_prob=sim_cfg.source_pause_prob,
+        sink_pause_prob=sim_cfg.sink_pause_prob,
+        n_burst=sim_cfg.n_burst,
+        stall_limit_cycles=sim_cfg.stall_limit_cycles,
+        timeout_s=sim_cfg.sim_timeout_s,
+        progress=sim_cfg.progress,
+        x_seed=sim_cfg.seed if sim_cfg.x_random else None,
+    )
+    res = {
+        "latency_cycles": r.latency_cycles,
+        "cycles_per_frame": r.cycles_per_frame,
+        "deadlock": r.deadlock,
+        "deadlock_phase": r.deadlock_phase,
+        "extra_beats": r.extra_beats,
+        "sim_cycles": r.sim_cycles,
+        "cycles_per_s": round(r.cycles_per_s),
+    }
+    atomic_write_json(run_dir / "results.json", res)
+    np.save(run_dir / "actual.npy", r.actual)
+    return res, r.actual
 
 
 def first_mismatch(expected: np.ndarray, actual: np.ndarray) -> tuple[int, int, int]:
@@ -68,8 +163,8 @@ def simulate(
     mem_dir: Path | None = None,
     n_vectors: int | None = None,
 ) -> Report:
-    """Run the bench on the Verilated model in sim_dir/obj with the vectors saved in sim_dir;
-    write run_dir/report.json and judge it (raises after writing on a failed verdict)."""
+    """Run ``sim_cfg.bench`` on the compiled model with the vectors saved in sim_dir; write
+    run_dir/report.json and judge it (raises after writing on a failed verdict)."""
     hw_dir, sim_dir = Path(hw_dir), Path(sim_dir)
     run_dir = Path(run_dir or sim_dir / "run")
     manifest = Manifest.read(hw_dir / "rtl" / Manifest.FILE)
@@ -81,44 +176,15 @@ def simulate(
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    shutil.copytree(mem_dir or hw_dir / "rtl" / "mem", run_dir / "mem")  # the RTL reads mem/...
-    np.save(run_dir / "inputs.npy", inputs)
-    np.save(run_dir / "expected.npy", expected)
-    job = SimJob(
-        inputs=str(run_dir / "inputs.npy"),
-        expected=str(run_dir / "expected.npy"),
-        actual=str(run_dir / "actual.npy"),
-        results=str(run_dir / "results.json"),
-        input=manifest.input,
-        output=manifest.output,
-        n_out_elems=int(expected.shape[1]),
-        clock_period_ns=round(1000.0 / manifest.clock_mhz, 6),
-        seed=sim_cfg.seed,
-        source_pause_prob=sim_cfg.source_pause_prob,
-        sink_pause_prob=sim_cfg.sink_pause_prob,
-        n_burst=sim_cfg.n_burst,
-        stall_limit_cycles=sim_cfg.stall_limit_cycles,
-    )
-    job.write(run_dir / SimJob.FILE)
+    mem_dir = Path(mem_dir or hw_dir / "rtl" / "mem")
     t0 = time.perf_counter()
-    run_test(
-        sim_dir / "obj",
-        manifest.top,
-        TB_MODULE,
-        run_dir,
-        [f"+qphy_job={run_dir / SimJob.FILE}"],
-        sim_cfg.sim_timeout_s,
-        sim_cfg.seed,
-    )
+    if sim_cfg.bench is Bench.HARNESS:
+        res, actual = _run_harness(manifest, sim_dir, run_dir, inputs, expected, sim_cfg, mem_dir)
+    else:
+        shutil.copytree(mem_dir, run_dir / "mem")  # the RTL reads mem/... relative to its cwd
+        res, actual = _run_cocotb(manifest, sim_dir, run_dir, inputs, expected, sim_cfg)
     sim_s = time.perf_counter() - t0
-    if not (run_dir / "results.json").is_file():
-        raise PipelineError(f"the simulation wrote no results; see {run_dir / 'sim.log'}")
-    res = json.loads((run_dir / "results.json").read_text())
-    actual = (
-        np.load(run_dir / "actual.npy")
-        if (run_dir / "actual.npy").is_file()
-        else np.zeros((0, expected.shape[1]), dtype=np.int64)
-    )
+    res["bench"] = str(sim_cfg.bench)
     report = _report(manifest, hw_report, expected, actual, res, sim_cfg, variant, run_dir, sim_s)
     report.write(run_dir / Report.FILE)
     judge(report, run_dir)
@@ -148,6 +214,8 @@ def _report(manifest, hw_report, expected, actual, res, sim_cfg, variant, run_di
         "measured_cycles_per_frame_exact": cpf,
         "sim_cycles": res.get("sim_cycles"),
         "sim_wall_s": round(sim_s, 2),
+        "bench": res["bench"],
+        "sim_cycles_per_s": round(res["sim_cycles"] / sim_s) if res.get("sim_cycles") else None,
     }
     atomic_write_json(run_dir / "details.json", details)
     return Report(
@@ -199,9 +267,18 @@ def verify_built(
     n_vectors: int | None = None,
 ) -> Report:
     """Re-run the verdict of a finished build directory (``out_dir`` with hw/, sim/,
-    report.json), e.g. with other memory files (fault injection) or another budget."""
+    report.json), e.g. with other memory files (fault injection), another budget or the other
+    bench (whose model is compiled first if the build did not)."""
     out_dir = Path(out_dir)
     variant = Report.read(out_dir / Report.FILE).variant
+    sim_dir = out_dir / "sim"
+    built = (
+        (sim_dir / "obj").is_dir()
+        if sim_cfg.bench is Bench.COCOTB
+        else (sim_dir / HARNESS_LINK).is_file()
+    )
+    if not built:  # the build was verified with the other bench: compile this one's model
+        build_rtl_sim(out_dir / "hw", sim_dir, sim_cfg)
     return simulate(
         out_dir / "hw",
         out_dir / "sim",
