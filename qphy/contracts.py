@@ -23,10 +23,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from qphy.errors import ContractError
 from qphy.fsutil import atomic_write_json
+
+if TYPE_CHECKING:  # Python 3.11+; the board images run 3.10 (annotations are strings here)
+    from typing import Self
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:

@@ -279,7 +279,8 @@ def pack_board_dir(out_dir: Path, bitstream_dir: Path, board_dir: Path) -> list[
         BITSTREAM_MANIFEST: _opt(Path(bitstream_dir) / BITSTREAM_MANIFEST),
     }
     for rel in PYTHON_FILES:
-        copies[rel] = _REPO / rel
+        # the README is documentation: an installed (non-editable) qphy may not carry it
+        copies[rel] = _opt(_REPO / rel) if rel.endswith(".md") else _REPO / rel
     with StagedDir(board_dir) as staged:
         written = []
         for rel, src in copies.items():
