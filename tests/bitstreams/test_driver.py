@@ -419,8 +419,9 @@ def test_board_backend_rails_must_exist(monkeypatch, tmp_path):
 
 
 @pytest.mark.board
-@pytest.mark.skip(reason="needs a PYNQ board with the bitstream: see bitstreams/driver/README.md")
-def test_on_a_board():  # pragma: no cover - run by hand on the board
+def test_on_a_board():  # pragma: no cover - run on the board, in the packed directory
+    """On a PYNQ board: `cd BOARD_DIR && python3 -m pytest -m board` (bitstreams/driver)."""
+    pytest.importorskip("pynq", reason="needs a PYNQ board (the pynq package) and the bitstream")
     board = Path.cwd()
     report = run_driver(board, "board", DriverConfig())
     assert report.bit_exact
