@@ -181,6 +181,15 @@ def cmd_bitstream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """``qphy experiment NAME``: a resumable compression experiment (quant/compress)."""
+    from quant.compress.experiments import run_experiment
+
+    run_experiment(args.name, Path(args.out), args.grid)
+    print(f"experiment {args.name} ({args.grid} grid): results in {args.out}")
+    return 0
+
+
 def _target_options(sp: argparse.ArgumentParser) -> None:
     """Every target's options; targets may share a flag with other choices (each target checks
     its own in :func:`_target_config`)."""
@@ -264,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--x-random", action="store_true", help="randomise unknowns (Verilator x-assign unique)"
     )
     sp.set_defaults(func=cmd_build)
+
+    sp = sub.add_parser("experiment", help="compression experiments (resumable; JSON, table, plot)")
+    sp.add_argument("name", help="e.g. fullycon-pruning, fullycon-quantization")
+    sp.add_argument("--out", required=True, type=Path)
+    sp.add_argument("--grid", default="full", choices=["small", "full"])
+    sp.set_defaults(func=cmd_experiment)
 
     from bitstreams.boards import BOARDS
 

@@ -63,8 +63,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
             weight = layers[name].weight
             if tuple(mask.shape) != tuple(weight.shape):
                 raise ConfigError(
-                    f"mask for '{name}' has shape {tuple(mask.shape)}, "
-                    f"weight {tuple(weight.shape)}"
+                    f"mask for '{name}' has shape {tuple(mask.shape)}, weight {tuple(weight.shape)}"
                 )
             weight.mul_(mask.to(weight.dtype))
 

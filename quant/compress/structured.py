@@ -72,6 +72,7 @@ def _linear_names(model: FullyConLike) -> list[str]:
 
 
 def _linears(model: FullyConLike) -> list[nn.Linear]:
+    _linear_names(model)  # type check
     return [m for m in model.net if isinstance(m, nn.Linear)]
 
 
@@ -80,9 +81,7 @@ def neuron_l1(model: FullyConLike) -> list[torch.Tensor]:
     return [lin.weight.detach().abs().sum(dim=1) for lin in _linears(model)[:-1]]
 
 
-def neuron_masks(
-    model: FullyConLike, fraction: float, multiple_of: int = 1
-) -> list[torch.Tensor]:
+def neuron_masks(model: FullyConLike, fraction: float, multiple_of: int = 1) -> list[torch.Tensor]:
     """Keep-masks over the hidden neurons: the strongest by L1 norm in every hidden layer.
 
     Each layer keeps ``n - floor(fraction * n)`` neurons, rounded up to a multiple of
@@ -193,9 +192,7 @@ def shrink(model: FullyConLike, keep: list[torch.Tensor]) -> FullyConLike:
     copied unchanged; per-channel weight scales are recomputed from the kept rows, i.e. equal.
     """
     _check_keep(model, keep)
-    shape = FullyConWidths(
-        model.shape.n_rx, model.shape.k_tx, tuple(int(m.sum()) for m in keep)
-    )
+    shape = FullyConWidths(model.shape.n_rx, model.shape.k_tx, tuple(int(m.sum()) for m in keep))
     small: FullyConLike = (
         QuantFullyCon(model.recipe, shape) if isinstance(model, QuantFullyCon) else FullyCon(shape)
     )
