@@ -15,7 +15,7 @@ from pathlib import Path
 
 from qphy import defaults, targets
 from qphy.contracts import Report
-from qphy.errors import ConfigError, PipelineError
+from qphy.errors import ConfigError, run_command
 from qphy.targets import HwDefaults, Option
 from qphy.variants import parse_bits
 
@@ -298,21 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # Brevitas warns at import about an optional CUDA kernel package it does not need here.
     warnings.filterwarnings("ignore", message="fast_hadamard_transform")
-    try:
-        args = build_parser().parse_args(argv)
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.INFO,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
-        for noisy in ("brevitas", "torch", "matplotlib", "PIL"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        return args.func(args)
-    except PipelineError as exc:
-        print(f"qphy: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("qphy: interrupted", file=sys.stderr)
-        return 130
+    return run_command("qphy", build_parser, argv, ("brevitas", "torch", "matplotlib", "PIL"))
 
 
 if __name__ == "__main__":

@@ -94,3 +94,27 @@ class LatencyBudgetError(PipelineError):
 class ContractError(PipelineError):
     """A stage hand-off file (manifest, host spec, sim job, report) is of an unknown version or
     does not have the shape its contract defines."""
+
+
+def run_command(prog: str, build_parser, argv=None, quiet_loggers: tuple[str, ...] = ()) -> int:
+    """Parse ``argv`` with ``build_parser()`` and run ``args.func(args)`` as a command line does:
+    a user error (PipelineError) becomes one line ``<prog>: error: <Name>: <message>`` on stderr
+    and its exit code; Ctrl-C exits 130. Shared by ``qphy`` and the board's ``qphy-board``."""
+    import logging
+    import sys
+
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        for name in quiet_loggers:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        return args.func(args)
+    except PipelineError as exc:
+        print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +23,27 @@ log = logging.getLogger(__name__)
 _CHUNK = 5000
 
 
-def evaluate_ber(cfg: QuantConfig, detectors: dict[str, torch.nn.Module], seed: int = 1234) -> dict:
-    """BER per SNR for each neural detector and the classical baselines.
+#: The classical detectors evaluate_ber can run next to the networks.
+BASELINES = {"zf": lambda y, h, s2: zf(y, h), "mmse": mmse, "ml": lambda y, h, s2: ml_sphere(y, h)}
+
+
+def evaluate_ber(
+    cfg: QuantConfig,
+    detectors: dict[str, torch.nn.Module],
+    seed: int = 1234,
+    baselines: Sequence[str] = ("zf", "mmse", "ml"),
+) -> dict:
+    """BER per SNR for each neural detector and the classical ``baselines``.
 
     Every detector sees exactly the same vectors (one seeded stream per SNR point).
 
     Returns:
-        ``{"snr_db": [...], "ber": {name: [...]}, "bits_simulated_per_snr": int}``.
+        ``{"snr_db": [...], "ber": {name: [...]}, "errors": {name: [...]},
+        "bits_simulated_per_snr": int}``.
     """
     det = detection_config(cfg)
     n_vec = max(1, -(-cfg.eval_bits_per_snr // det.k_tx))
-    names = list(detectors) + ["zf", "mmse", "ml"]
+    names = list(detectors) + list(baselines)
     errors = {name: np.zeros(len(cfg.eval_snr_db), dtype=np.int64) for name in names}
     with Progress() as bar:
         task = bar.add_task("BER", total=n_vec * len(cfg.eval_snr_db))
@@ -48,18 +59,15 @@ def evaluate_ber(cfg: QuantConfig, detectors: dict[str, torch.nn.Module], seed: 
                         model.eval()
                         xh = hard_decisions(model(yt).numpy())
                         errors[name][si] += int(np.sum(xh != x))
-                for name, xh in (
-                    ("zf", zf(y, h)),
-                    ("mmse", mmse(y, h, sigma2)),
-                    ("ml", ml_sphere(y, h)),
-                ):
-                    errors[name][si] += int(np.sum(xh != x))
+                for name in baselines:
+                    errors[name][si] += int(np.sum(BASELINES[name](y, h, sigma2) != x))
                 done += b
                 bar.update(task, advance=b)
     bits = n_vec * det.k_tx
     return {
         "snr_db": [float(s) for s in cfg.eval_snr_db],
         "ber": {name: (errors[name] / bits).tolist() for name in names},
+        "errors": {name: errors[name].tolist() for name in names},
         "bits_simulated_per_snr": int(bits),
     }
 

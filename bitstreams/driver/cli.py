@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bitstreams.driver.files import BOARD_REPORT, pack_board_dir
 from bitstreams.driver.run import BACKENDS, DriverConfig, run_driver
-from qphy.errors import ConfigError, PipelineError
+from qphy.errors import ConfigError, run_command
 
 log = logging.getLogger("qphy-board")
 
@@ -116,19 +116,7 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.INFO,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
-        return args.func(args)
-    except PipelineError as exc:
-        print(f"qphy-board: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("qphy-board: interrupted", file=sys.stderr)
-        return 130
+    return run_command("qphy-board", build_parser, argv)
 
 
 if __name__ == "__main__":

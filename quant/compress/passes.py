@@ -14,14 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
-from models.classical import mmse
-from models.mimo import sample_batch, sample_numpy
+from models.mimo import sample_batch
 from quant.config import QuantConfig
 from quant.data import detection_config
-from quant.evaluate import _CHUNK
-from quant.export import hard_decisions
+from quant.evaluate import evaluate_ber
 from quant.trainer import Callback, FitResult, fit, mse
 
 
@@ -67,40 +64,9 @@ def ber(
     seed: int = 1234,
     with_mmse: bool = False,
 ) -> dict:
-    """BER per SNR (``cfg.eval_snr_db``, ``cfg.eval_bits_per_snr``) of each detector.
-
-    Returns:
-        ``{"snr_db": [...], "ber": {name: [...]}, "errors": {name: [...]},
-        "bits_simulated_per_snr": int}``; the vectors equal evaluate_ber's for the same seed.
-    """
-    det = detection_config(cfg)
-    n_vec = max(1, -(-cfg.eval_bits_per_snr // det.k_tx))
-    names = list(detectors) + (["mmse"] if with_mmse else [])
-    errors = {name: np.zeros(len(cfg.eval_snr_db), dtype=np.int64) for name in names}
-    with Progress(transient=True) as bar:
-        task = bar.add_task("BER", total=n_vec * len(cfg.eval_snr_db))
-        for si, snr in enumerate(cfg.eval_snr_db):
-            rng = np.random.default_rng([seed, si])
-            done = 0
-            while done < n_vec:
-                b = min(_CHUNK, n_vec - done)
-                y, x, h, sigma2 = sample_numpy(det, b, snr, rng)
-                with torch.no_grad():
-                    yt = torch.from_numpy(y.astype(np.float32))
-                    for name, model in detectors.items():
-                        model.eval()
-                        errors[name][si] += int(np.sum(hard_decisions(model(yt).numpy()) != x))
-                if with_mmse:
-                    errors["mmse"][si] += int(np.sum(mmse(y, h, sigma2) != x))
-                done += b
-                bar.update(task, advance=b)
-    bits = n_vec * det.k_tx
-    return {
-        "snr_db": [float(s) for s in cfg.eval_snr_db],
-        "ber": {name: (errors[name] / bits).tolist() for name in names},
-        "errors": {name: errors[name].tolist() for name in names},
-        "bits_simulated_per_snr": int(bits),
-    }
+    """BER per SNR (``cfg.eval_snr_db``, ``cfg.eval_bits_per_snr``) of each detector, MMSE
+    optionally (never the slow sphere decoder): :func:`quant.evaluate.evaluate_ber`."""
+    return evaluate_ber(cfg, detectors, seed, baselines=("mmse",) if with_mmse else ())
 
 
 def no_ber_loss(errors: Sequence[int], ref_errors: Sequence[int], bits: int, z: float = 2.0):
