@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from qphy.contracts import Manifest, SimJob, StreamSpec  # noqa: E402
 from qphy.variants import int_range  # noqa: E402
-from sim.harness import build_harness, run_harness  # noqa: E402
+from sim.harness import run_harness  # noqa: E402
+from sim.harness_build import build_harness  # noqa: E402
 from sim.rtl_sources import prepare_sources  # noqa: E402
 
 

@@ -2,11 +2,8 @@
 
 Contract:
 
-* :func:`build_harness` compiles the stitched design (sources and top as
-  :func:`sim.rtl_sources.prepare_sources` returns them) together with ``sim/harness/
-  qphy_harness.cpp`` into one executable. Builds are cached by content: the key hashes every
-  source's name and bytes, the harness C++, the Verilator/C++ flags, the tool paths and the
-  options, so the same design is compiled once per cache directory.
+* :func:`sim.harness_build.build_harness` compiles the design with ``sim/harness/
+  qphy_harness.cpp`` into one executable, cached by content (see that module).
 * :func:`run_harness` packs integer input vectors into AXI-stream beats (:mod:`qphy.host`, the
   board driver's packing), runs the executable in a run directory that holds the design's
   ``mem/`` (the RTL reads ``mem/...`` relative to its working directory) and returns the output
@@ -19,76 +16,29 @@ Judging the integers against the golden model is the caller's business (as in si
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hw.toolchain import require_tool, tool_search_path, verilator_version
 from qphy.contracts import StreamSpec
 from qphy.errors import MalformedModelError, PipelineError
 from qphy.host import pack_beats, unpack_beats
-from sim.verilator import COMPILE_OPT, DEFINES, VERILATOR_ARGS, SimulationTimeout
+from sim.harness_build import HarnessBuild, HarnessTimeout, _kill
 
-log = logging.getLogger(__name__)
-
-#: The harness C++ main (part of the cache key).
-HARNESS_CPP = Path(__file__).parent / "harness" / "qphy_harness.cpp"
-#: Bump when the build recipe changes in a way the key would not see.
-CACHE_VERSION = 1
-#: Parallel make jobs (the CI and dev machines have 2 cores).
-MAKE_JOBS = 2
 #: Cycles between progress lines of the executable (a few per second on the FullyCon).
 PROGRESS_CYCLES = 1 << 21
-_X_FAST = ("--x-assign", "fast", "--x-initial", "fast")
-_BINARY = "Vtop"
-
-
-class HarnessBuildError(PipelineError):
-    """Verilator or the C++ build of the harness failed."""
 
 
 class HarnessRunError(PipelineError):
     """The harness executable failed (bad arguments, files, or a crash)."""
-
-
-class HarnessTimeout(SimulationTimeout):
-    """A harness build or run exceeded its wall-clock limit."""
-
-
-@dataclass(frozen=True)
-class HarnessBuild:
-    """A compiled harness. Usable as a path (``os.fspath`` gives the executable).
-
-    Attributes:
-        binary: The executable.
-        build_s: Seconds spent building it now (0.0 when the cache already held it).
-        cached: True when an earlier build was reused.
-        key: The content hash naming the cache entry.
-        x_random: Built with ``--x-assign unique --x-initial unique``: runs randomise every
-            unknown from ``+verilator+seed``.
-    """
-
-    binary: Path
-    build_s: float
-    cached: bool
-    key: str
-    x_random: bool
-
-    def __fspath__(self) -> str:
-        return str(self.binary)
 
 
 @dataclass(frozen=True)
@@ -122,178 +72,6 @@ class HarnessResult:
     @property
     def cycles_per_s(self) -> float:
         return self.sim_cycles / self.wall_s if self.wall_s > 0 else 0.0
-
-
-def _verilator_args(x_random: bool, threads: int) -> list[str]:
-    args = list(VERILATOR_ARGS)
-    for i in range(len(args) - 1):
-        if args[i] in ("--x-assign", "--x-initial"):
-            args[i + 1] = "unique" if x_random else "fast"
-    if not x_random and not any(a in _X_FAST for a in args):
-        args += list(_X_FAST)
-    if x_random and "--x-assign" not in args:
-        args += ["--x-assign", "unique", "--x-initial", "unique"]
-    if threads > 1:
-        args += ["--threads", str(threads)]
-    return args
-
-
-def _cache_key(sources: Sequence[Path], top: str, flags: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    h.update(f"qphy-harness-{CACHE_VERSION}\0{top}\0".encode())
-    h.update("\0".join(flags).encode() + b"\0")
-    h.update(HARNESS_CPP.read_bytes())
-    for src in sources:
-        h.update(Path(src).name.encode() + b"\0")
-        h.update(hashlib.sha256(Path(src).read_bytes()).digest())
-    return h.hexdigest()
-
-
-def _run_tool(cmd: Sequence[str], cwd: Path, log_path: Path, deadline: float, env: dict) -> None:
-    """Run one build command with its output in log_path; kill its process group on timeout."""
-    name = Path(cmd[0]).name
-    with open(log_path, "w") as out:
-        proc = subprocess.Popen(
-            [str(c) for c in cmd],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except BaseException as exc:
-            _kill(proc)
-            if isinstance(exc, subprocess.TimeoutExpired):
-                raise HarnessTimeout(
-                    f"harness build: '{name}' exceeded the build's wall-clock limit (log in "
-                    f"{log_path})"
-                ) from None
-            raise
-    if rc != 0:
-        text = log_path.read_text(errors="replace")
-        errors = [ln for ln in text.splitlines() if "error" in ln.lower()][:3]
-        detail = "; ".join(errors) or text.strip().splitlines()[-1:] or ""
-        raise HarnessBuildError(
-            f"harness build: '{name}' failed with exit code {rc} ({detail}); log in {log_path}"
-        )
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def build_harness(
-    sources: Sequence[Path],
-    top: str,
-    build_dir: Path,
-    *,
-    threads: int = 1,
-    x_random: bool = False,
-    timeout_s: float = 900.0,
-) -> HarnessBuild:
-    """Compile the harness for a design, or reuse the cached executable of the same content.
-
-    Args:
-        sources: HDL sources in compile order (the top's file last), e.g. prepare_sources' list.
-        top: The top module (ports ap_clk, ap_rst_n, s_axis_t*, m_axis_t*).
-        build_dir: The cache directory; one entry ``<key[:16]>/`` per design and option set.
-        threads: Verilator model threads (``--threads``); 1 is fastest for small designs.
-        x_random: ``--x-assign unique --x-initial unique`` (unknowns randomised at run time
-            from the run's seed) instead of Verilator's fast default.
-        timeout_s: Wall-clock limit of the whole build.
-
-    Returns:
-        The build (``build_s`` 0.0 when cached). Raises ToolNotFound for a missing verilator,
-        make or g++, HarnessBuildError when a tool fails, HarnessTimeout past the limit.
-    """
-    verilator = require_tool("verilator")
-    make = require_tool("make")
-    cxx = require_tool("g++")
-    sources = [Path(s).resolve() for s in sources]
-    if not sources:
-        raise HarnessBuildError("harness build: no HDL sources given")
-    for src in sources:
-        if not src.is_file():
-            raise HarnessBuildError(f"harness build: source {src} does not exist")
-    vargs = _verilator_args(x_random, threads)
-    defines = [f"-D{k}={v}" for k, v in DEFINES.items()]
-    make_vars = [
-        f"CXX={cxx}",
-        f"LINK={cxx}",
-        "CFG_CXXFLAGS_PCH_I=-include",
-        f"PYTHON3={sys.executable}",
-        *COMPILE_OPT,
-    ]
-    flags = [*vargs, *defines, *make_vars, str(verilator), verilator_version(), f"x={x_random}"]
-    key = _cache_key(sources, top, flags)
-    build_dir = Path(build_dir).resolve()
-    entry = build_dir / key[:16]
-    binary = entry / _BINARY
-    if binary.is_file() and (entry / "harness.json").is_file():
-        log.info("harness cache hit: %s", binary)
-        return HarnessBuild(binary, 0.0, True, key, x_random)
-
-    t0 = time.monotonic()
-    deadline = t0 + timeout_s
-    build_dir.mkdir(parents=True, exist_ok=True)
-    tmp = build_dir / f".{key[:16]}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    obj = tmp / "obj"
-    obj.mkdir(parents=True)
-    env = {**os.environ, "PATH": tool_search_path()}
-    try:
-        _run_tool(
-            [
-                str(verilator),
-                "--cc",
-                "--exe",
-                "-Mdir",
-                str(obj),
-                "--top-module",
-                top,
-                "--prefix",
-                "Vtop",
-                "-o",
-                _BINARY,
-                *vargs,
-                *defines,
-                f"-I{sources[0].parent}",
-                str(HARNESS_CPP),
-                *[str(s) for s in sources],
-            ],
-            tmp,
-            tmp / "verilate.log",
-            deadline,
-            env,
-        )
-        _run_tool(
-            [str(make), "-j", str(MAKE_JOBS), "-C", str(obj), "-f", "Vtop.mk", *make_vars],
-            tmp,
-            tmp / "make.log",
-            deadline,
-            env,
-        )
-        shutil.move(obj / _BINARY, tmp / _BINARY)
-        shutil.rmtree(obj)
-        build_s = time.monotonic() - t0
-        meta = {"key": key, "top": top, "x_random": x_random, "threads": threads}
-        (tmp / "harness.json").write_text(json.dumps({**meta, "build_s": build_s}, indent=1))
-        try:
-            tmp.rename(entry)
-        except OSError:  # another process published the same key first: use theirs
-            if not (entry / _BINARY).is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log.info("harness built in %.1f s: %s", build_s, binary)
-    return HarnessBuild(binary, build_s, False, key, x_random)
 
 
 def _write_inputs(path: Path, inputs: np.ndarray, stream: StreamSpec, chunk: int = 1 << 16) -> None:

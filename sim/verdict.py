@@ -45,7 +45,7 @@ def build_rtl_sim(hw_dir: Path, sim_dir: Path, sim_cfg: SimConfig) -> float:
     design = prepare_sources(Path(hw_dir) / "rtl", Path(sim_dir))
     t0 = time.perf_counter()
     if sim_cfg.bench is Bench.HARNESS:
-        from sim.harness import build_harness  # noqa: PLC0415
+        from sim.harness_build import build_harness  # noqa: PLC0415
 
         built = build_harness(
             design.sources,

@@ -1,7 +1,7 @@
 """The simulation backend: the driver against the Verilator model of the same RTL.
 
 The compiled harness (:mod:`sim.harness`) is built from the build directory's ``hw/rtl``
-(:func:`sim.rtl_sources.prepare_sources` into a work directory; :func:`sim.harness.
+(:func:`sim.rtl_sources.prepare_sources` into a work directory; :func:`sim.harness_build.
 build_harness` caches the executable by content, so a design the verdict already built is not
 compiled again). It is fed the driver's own uint8 beat buffer (the harness's ``inputs.bin`` is
 checked to be byte for byte that buffer) and returns the raw output beats its sink received
@@ -70,7 +70,7 @@ class SimBackend(Accelerator):
         sink_pause_prob: float = 0.0,
         timeout_s: float = 900.0,
     ) -> None:
-        from sim.harness import build_harness  # noqa: PLC0415 - hw/sim only for this backend
+        from sim.harness_build import build_harness  # noqa: PLC0415 - hw/sim only for this backend
         from sim.rtl_sources import prepare_sources  # noqa: PLC0415
 
         rtl_dir = Path(rtl_dir)

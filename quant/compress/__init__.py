@@ -8,7 +8,8 @@ communications"): passes of the one trainer, accounting, and experiments.
 * :mod:`quant.compress.accounting`: weights, non-zeros, memory bits (dense/CSR), FLOPs.
 * :mod:`quant.compress.passes`: fine-tuning through :func:`quant.trainer.fit`, a lean BER.
 * :mod:`quant.compress.hardware`: RTL builds of (pruned) QAT detectors via qphy.flow.
-* :mod:`quant.compress.experiments`: ``run_experiment(name, out_dir, grid)`` and the registry.
+* :mod:`quant.compress.experiments`: ``run_experiment(name, out_dir, grid)`` and the registry;
+  the experiments in :mod:`quant.compress.exp_pruning` and :mod:`quant.compress.exp_quantization`.
 """
 
 from quant.compress.accounting import Account, account

@@ -1,4 +1,5 @@
-"""Tests of the CSI data generation (models/csi_data.py): tiny sets in tmp dirs."""
+"""Tests of the CSI data generation (models/csi_channel.py, models/csi_data.py): tiny sets in
+tmp dirs."""
 
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from models.csi_channel import angular_delay, delay_taps, frequency_response, generate
 from models.csi_data import (
     CsiDataConfig,
     CsiDataset,
     Scenario,
-    angular_delay,
     csi_statistics,
-    delay_taps,
-    frequency_response,
-    generate,
     load_or_generate,
     load_splits,
     nmse_db,

@@ -206,7 +206,7 @@ def test_structured_errors():
 
 
 def test_pruning_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
-    from quant.compress import experiments
+    from quant.compress import exp_pruning, experiments
 
     out = tmp_path / "pruning"
     first = experiments.run_experiment("fullycon-pruning", out, grid="small")
@@ -233,9 +233,9 @@ def test_pruning_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("a cached point was recomputed")
 
-    monkeypatch.setattr(experiments, "finetune", no_work)
-    monkeypatch.setattr(experiments, "ber", no_work)
-    monkeypatch.setattr(experiments, "_shipped_float", no_work)
+    monkeypatch.setattr(exp_pruning, "finetune", no_work)
+    monkeypatch.setattr(exp_pruning, "ber", no_work)
+    monkeypatch.setattr(exp_pruning, "_shipped_float", no_work)
     second = experiments.run_experiment("fullycon-pruning", out, grid="small")
     assert second["computed"] == []
     assert second["rows"] == json.loads((out / "fullycon-pruning.json").read_text())["rows"]

@@ -11,7 +11,8 @@ import pytest
 
 from qphy.contracts import StreamSpec
 from sim.config import SimConfig
-from sim.harness import HarnessBuild, build_harness, run_harness
+from sim.harness import run_harness
+from sim.harness_build import HarnessBuild, build_harness
 from sim.verdict import verify_built
 
 pytestmark = pytest.mark.rtl

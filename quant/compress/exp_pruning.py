@@ -1,0 +1,210 @@
+"""The ``fullycon-pruning`` experiment: magnitude pruning of the shipped float FullyCon,
+fine-tuned with masks (registered in :mod:`quant.compress.experiments` on import)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from quant.compress.accounting import account
+from quant.compress.experiments import (
+    BER_SEED,
+    FINETUNE_SEED,
+    _ber_cells,
+    _cached_point,
+    _eval_cfg,
+    _md_table,
+    _plot,
+    _print_table,
+    _settings,
+    _shipped_float,
+    _write,
+    experiment,
+)
+from quant.compress.masks import MaskCallback, magnitude_masks, sparsity, zero_weights
+from quant.compress.passes import ber, finetune, no_ber_loss
+
+
+@dataclass(frozen=True)
+class PruningGrid:
+    """Settings of ``fullycon-pruning``.
+
+    Attributes:
+        thresholds: Magnitude thresholds t (|w| < t pruned, one global t); 0 is the control
+            (fine-tuned like the others, nothing pruned).
+        retrain_steps: Fine-tuning steps after pruning (masks held by MaskCallback).
+        lr: Fine-tuning learning rate (1e-4, as in the paper).
+        batch_size: Vectors per fine-tuning step.
+        eval_bits_per_snr: Bits simulated per SNR point (8..13 dB).
+    """
+
+    thresholds: tuple[float, ...]
+    retrain_steps: int
+    lr: float = 1e-4
+    batch_size: int = 1000
+    eval_bits_per_snr: int = 1_000_000
+
+
+PRUNING_GRIDS = {
+    "small": PruningGrid(
+        thresholds=(0.025, 0.05), retrain_steps=20, batch_size=200, eval_bits_per_snr=20_000
+    ),
+    "full": PruningGrid(
+        thresholds=(0.0, 0.010, 0.025, 0.050, 0.075, 0.100),
+        retrain_steps=2000,
+        batch_size=1000,
+        eval_bits_per_snr=1_000_000,
+    ),
+}
+
+
+@experiment(
+    "fullycon-pruning",
+    "magnitude pruning |w| < t of the shipped float FullyCon, fine-tuned with masks: "
+    "% pruned, FLOPs, memory, BER 8..13 dB",
+)
+def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
+    s = _settings(PruningGrid, PRUNING_GRIDS, grid, overrides)
+    console = Console()
+    cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
+    common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
+    keys = ["shipped"] + [f"t{t:.3f}" for t in s.thresholds]
+    shipped: torch.nn.Module | None = None
+    rows: list[dict] = []
+    computed: list[str] = []
+
+    def load() -> torch.nn.Module:
+        nonlocal shipped
+        if shipped is None:
+            shipped = _shipped_float()
+        return shipped
+
+    def shipped_point() -> dict:
+        model = load()
+        res = ber(cfg, {"float": model}, seed=BER_SEED, with_mmse=True)
+        return {
+            "threshold": None,
+            "account": account(model).to_json(),
+            "ber": res["ber"]["float"],
+            "errors": res["errors"]["float"],
+            "mmse_ber": res["ber"]["mmse"],
+            "bits_per_snr": res["bits_simulated_per_snr"],
+        }
+
+    def pruned_point(t: float, key: str) -> Callable[[], dict]:
+        def compute() -> dict:
+            model = copy.deepcopy(load())
+            masks = magnitude_masks(model, t)
+            fitres = finetune(
+                model,
+                cfg,
+                steps=s.retrain_steps,
+                lr=s.lr,
+                callbacks=[MaskCallback(masks)],
+                seed=FINETUNE_SEED,
+                description=f"retrain {key}",
+            )
+            zeros = dict(zero_weights(model))
+            held = all(bool(zeros[n][~m].all()) for n, m in masks.items())
+            res = ber(cfg, {key: model}, seed=BER_SEED)
+            return {
+                "threshold": t,
+                "mask_pruned_fraction": sparsity(masks),
+                "masks_held": held,
+                "account": account(model).to_json(),
+                "final_train_loss": fitres.mean_recent_loss,
+                "ber": res["ber"][key],
+                "errors": res["errors"][key],
+                "bits_per_snr": res["bits_simulated_per_snr"],
+            }
+
+        return compute
+
+    for i, key in enumerate(keys):
+        console.rule(f"fullycon-pruning [{i + 1}/{len(keys)}] {key}")
+        if key == "shipped":
+            settings = {**common, "point": "shipped float, no fine-tuning"}
+            result, did = _cached_point(out_dir, key, settings, shipped_point, console)
+        else:
+            t = s.thresholds[i - 1]
+            settings = {
+                **common,
+                "threshold": t,
+                "retrain_steps": s.retrain_steps,
+                "lr": s.lr,
+                "batch_size": s.batch_size,
+                "finetune_seed": FINETUNE_SEED,
+            }
+            result, did = _cached_point(out_dir, key, settings, pruned_point(t, key), console)
+        if did:
+            computed.append(key)
+        rows.append({"key": key, **result})
+
+    ref = rows[0]
+    for row in rows:
+        row["no_ber_loss"] = no_ber_loss(row["errors"], ref["errors"], ref["bits_per_snr"])
+        row["max_ber_ratio"] = max(
+            (b / r if r > 0 else float("inf") if b > 0 else 1.0)
+            for b, r in zip(row["ber"], ref["ber"], strict=True)
+        )
+    best = [r for r in rows[1:] if r["no_ber_loss"]]
+    summary = {
+        "experiment": "fullycon-pruning",
+        "grid": grid,
+        "settings": asdict(s),
+        "snr_db": list(cfg.eval_snr_db),
+        "channel": "fixed Toeplitz-0.6 30x20 BPSK",
+        "start": "quant/checkpoints/fullycon_float_fixed.pt (shipped float)",
+        "no_ber_loss_rule": "pruned BER - shipped BER <= 2 standard errors at every SNR",
+        "rows": rows,
+        "computed": computed,
+        "max_pruned_without_ber_loss": max(
+            (r["account"]["pruned_fraction"] for r in best), default=0.0
+        ),
+    }
+    summary["target_met"] = summary["max_pruned_without_ber_loss"] >= 0.5
+    header, table = _pruning_table(rows, summary["snr_db"])
+    _print_table(console, f"fullycon-pruning ({grid})", header, table)
+    md = (
+        f"# fullycon-pruning ({grid} grid)\n\n"
+        f"Shipped float FullyCon, fixed 30x20 BPSK channel; magnitude pruning |w| < t (global t, "
+        f"weights only), then {s.retrain_steps} fine-tuning steps (Adam lr {s.lr:g}, batch "
+        f"{s.batch_size}) with the masks re-applied after every step. BER on "
+        f"{rows[0]['bits_per_snr']} bits per SNR (same vectors for every row). FLOPs per frame: "
+        f"each add and multiply one FLOP, zeros skipped. Memory: per layer min(dense 32-bit, "
+        f"CSR: 32-bit value + ceil(log2(fan_in))-bit column index per non-zero, "
+        f"(rows+1) ceil(log2(nnz+1))-bit row pointers), plus 32-bit biases. 'no BER loss': "
+        f"{summary['no_ber_loss_rule']}.\n\n"
+        + _md_table(header, table)
+        + f"\nMost weights pruned without BER loss: "
+        f"{100 * summary['max_pruned_without_ber_loss']:.1f} % (target >= 50 %: "
+        f"{'met' if summary['target_met'] else 'not met'}).\n"
+    )
+    _write(out_dir, "fullycon-pruning", summary, md)
+    _plot(rows, summary["snr_db"], out_dir / "fullycon-pruning.png", "FullyCon pruning", "key")
+    return summary
+
+
+def _pruning_table(rows: list[dict], snr_db: list[float]) -> tuple[list[str], list[list[str]]]:
+    header = ["variant", "pruned %", "non-zero", "FLOPs/frame", "memory kbit"]
+    header += [f"BER {s:g} dB" for s in snr_db] + ["no BER loss"]
+    table = []
+    for r in rows:
+        a = r["account"]
+        table.append(
+            [
+                r["key"],
+                f"{100 * a['pruned_fraction']:.1f}",
+                f"{a['nonzero_weights']}",
+                f"{a['flops_per_frame']}",
+                f"{a['memory_bits'] / 1000:.1f}",
+                *_ber_cells(r),
+                "yes" if r["no_ber_loss"] else "no",
+            ]
+        )
+    return header, table

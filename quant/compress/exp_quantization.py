@@ -1,0 +1,175 @@
+"""The ``fullycon-quantization`` experiment: QAT fine-tunes of the shipped float FullyCon with
+B-bit weights (registered in :mod:`quant.compress.experiments` on import)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from qphy.variants import Bits
+from quant.compress.accounting import FLOAT_BITS, account
+from quant.compress.experiments import (
+    BER_SEED,
+    FINETUNE_SEED,
+    _ber_cells,
+    _cached_point,
+    _eval_cfg,
+    _md_table,
+    _plot,
+    _print_table,
+    _settings,
+    _shipped_float,
+    _write,
+    experiment,
+)
+from quant.compress.passes import ber, finetune, no_ber_loss
+
+
+@dataclass(frozen=True)
+class QuantizationGrid:
+    """Settings of ``fullycon-quantization``.
+
+    Attributes:
+        weight_bits: Weight widths B of the QAT fine-tunes (activations ``act_bits``).
+        act_bits: Activation width (ReLU outputs) of every variant.
+        qat_steps: QAT fine-tuning steps from the shipped float model.
+        lr: QAT learning rate.
+        batch_size: Vectors per QAT step.
+        eval_bits_per_snr: Bits simulated per SNR point (8..13 dB).
+    """
+
+    weight_bits: tuple[int, ...]
+    qat_steps: int
+    act_bits: int = 8
+    lr: float = 1e-4
+    batch_size: int = 1000
+    eval_bits_per_snr: int = 1_000_000
+
+
+QUANT_GRIDS = {
+    "small": QuantizationGrid(
+        weight_bits=(4,), qat_steps=40, batch_size=200, eval_bits_per_snr=20_000
+    ),
+    "full": QuantizationGrid(weight_bits=(3, 4, 5, 6, 7, 8, 9), qat_steps=1000, batch_size=1000),
+}
+
+
+@experiment(
+    "fullycon-quantization",
+    "QAT fine-tunes of the shipped float FullyCon with B-bit weights: BER, memory saved vs 32-bit",
+)
+def fullycon_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
+    from quant.qat_fullycon import QuantFullyCon  # noqa: PLC0415
+    from quant.recipes import Recipe  # noqa: PLC0415
+
+    s = _settings(QuantizationGrid, QUANT_GRIDS, grid, overrides)
+    console = Console()
+    cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
+    common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
+    shipped: torch.nn.Module | None = None
+    rows: list[dict] = []
+    computed: list[str] = []
+
+    def load() -> torch.nn.Module:
+        nonlocal shipped
+        if shipped is None:
+            shipped = _shipped_float()
+        return shipped
+
+    def float_point() -> dict:
+        model = load()
+        res = ber(cfg, {"float": model}, seed=BER_SEED)
+        return {
+            "weight_bits": FLOAT_BITS,
+            "account": account(model).to_json(),
+            "ber": res["ber"]["float"],
+            "errors": res["errors"]["float"],
+            "bits_per_snr": res["bits_simulated_per_snr"],
+        }
+
+    def qat_point(b: int, key: str) -> Callable[[], dict]:
+        def compute() -> dict:
+            torch.manual_seed(0)
+            model = QuantFullyCon(Recipe(Bits(b, s.act_bits)), load().shape)
+            model.load_float(load())
+            fitres = finetune(
+                model, cfg, steps=s.qat_steps, lr=s.lr, seed=FINETUNE_SEED, description=key
+            )
+            res = ber(cfg, {key: model}, seed=BER_SEED)
+            return {
+                "weight_bits": b,
+                "account": account(model).to_json(),
+                "final_train_loss": fitres.mean_recent_loss,
+                "ber": res["ber"][key],
+                "errors": res["errors"][key],
+                "bits_per_snr": res["bits_simulated_per_snr"],
+            }
+
+        return compute
+
+    keys = ["float"] + [f"w{b}a{s.act_bits}" for b in s.weight_bits]
+    for i, key in enumerate(keys):
+        console.rule(f"fullycon-quantization [{i + 1}/{len(keys)}] {key}")
+        if key == "float":
+            settings = {**common, "point": "shipped float, no fine-tuning"}
+            result, did = _cached_point(out_dir, key, settings, float_point, console)
+        else:
+            b = s.weight_bits[i - 1]
+            settings = {
+                **common,
+                "weight_bits": b,
+                "act_bits": s.act_bits,
+                "qat_steps": s.qat_steps,
+                "lr": s.lr,
+                "batch_size": s.batch_size,
+                "finetune_seed": FINETUNE_SEED,
+            }
+            result, did = _cached_point(out_dir, key, settings, qat_point(b, key), console)
+        if did:
+            computed.append(key)
+        rows.append({"key": key, **result})
+    ref = rows[0]
+    dense_float = ref["account"]["dense_memory_bits"]
+    for row in rows:
+        row["no_ber_loss"] = no_ber_loss(row["errors"], ref["errors"], ref["bits_per_snr"])
+        row["memory_saved_vs_float32"] = 1.0 - row["account"]["dense_memory_bits"] / dense_float
+    summary = {
+        "experiment": "fullycon-quantization",
+        "grid": grid,
+        "settings": asdict(s),
+        "snr_db": list(cfg.eval_snr_db),
+        "channel": "fixed Toeplitz-0.6 30x20 BPSK",
+        "start": "quant/checkpoints/fullycon_float_fixed.pt (shipped float)",
+        "no_ber_loss_rule": "QAT BER - float BER <= 2 standard errors at every SNR",
+        "rows": rows,
+        "computed": computed,
+    }
+    header = ["variant", "weight bits", "memory kbit", "saved vs fp32 %"]
+    header += [f"BER {x:g} dB" for x in summary["snr_db"]] + ["no BER loss"]
+    table = [
+        [
+            r["key"],
+            str(r["weight_bits"]),
+            f"{r['account']['dense_memory_bits'] / 1000:.1f}",
+            f"{100 * r['memory_saved_vs_float32']:.1f}",
+            *_ber_cells(r),
+            "yes" if r["no_ber_loss"] else "no",
+        ]
+        for r in rows
+    ]
+    _print_table(console, f"fullycon-quantization ({grid})", header, table)
+    md = (
+        f"# fullycon-quantization ({grid} grid)\n\n"
+        f"QAT fine-tune of the shipped float FullyCon with B-bit per-channel power-of-two weights "
+        f"and {s.act_bits}-bit activations (quant.recipes), {s.qat_steps} steps (Adam lr "
+        f"{s.lr:g}, batch {s.batch_size}). Memory: dense weights x B bits + 32-bit biases, vs "
+        f"all 32-bit. BER on {ref['bits_per_snr']} bits per SNR, fixed 30x20 BPSK channel.\n\n"
+        + _md_table(header, table)
+    )
+    _write(out_dir, "fullycon-quantization", summary, md)
+    _plot(rows, summary["snr_db"], out_dir / "fullycon-quantization.png", "FullyCon QAT", "key")
+    return summary
