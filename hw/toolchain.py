@@ -88,6 +88,12 @@ def tool_search_path() -> str:
     return os.pathsep.join([str(venv_bin_dir()), os.environ.get("PATH", "")])
 
 
+def tool_env() -> dict[str, str]:
+    """The environment for tool child processes (make, g++, Verilator): this process's, with
+    :func:`tool_search_path` as PATH."""
+    return {**os.environ, "PATH": tool_search_path()}
+
+
 def finn_rtllib_dir() -> Path:
     """finn-rtllib as shipped inside the finn-plus wheel."""
     import finn  # noqa: PLC0415 - hw is the only finn importer, and lazily

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw.toolchain import require_tool, tool_search_path, verilator_version
+from hw.toolchain import require_tool, tool_env, verilator_version
 from qphy.errors import PipelineError
 from sim.verilator import COMPILE_OPT, DEFINES, VERILATOR_ARGS, SimulationTimeout
 
@@ -191,7 +191,7 @@ def build_harness(
         shutil.rmtree(tmp)
     obj = tmp / "obj"
     obj.mkdir(parents=True)
-    env = {**os.environ, "PATH": tool_search_path()}
+    env = tool_env()
     try:
         _run_tool(
             [
