@@ -40,4 +40,5 @@ def build_model(name: str, **kwargs) -> nn.Module:
 def _load_builtin() -> None:
     # Importing the modules runs their @register decorators.
     import models.csinet  # noqa: F401
+    import models.detnet  # noqa: F401
     import models.fullycon  # noqa: F401
