@@ -4,30 +4,29 @@ fine-tuned with masks (registered in :mod:`quant.compress.experiments` on import
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from rich.console import Console
 
-from quant.compress.accounting import account
 from quant.compress.experiments import (
-    BER_SEED,
     FINETUNE_SEED,
     _ber_cells,
-    _cached_point,
     _eval_cfg,
     _md_table,
+    _measure,
     _plot,
     _print_table,
+    _run_points,
     _settings,
     _shipped_float,
     _write,
     experiment,
 )
 from quant.compress.masks import MaskCallback, magnitude_masks, sparsity, zero_weights
-from quant.compress.passes import ber, finetune, no_ber_loss
+from quant.compress.passes import finetune, no_ber_loss
 
 
 @dataclass(frozen=True)
@@ -73,28 +72,10 @@ def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
     console = Console()
     cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
     common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
-    keys = ["shipped"] + [f"t{t:.3f}" for t in s.thresholds]
-    shipped: torch.nn.Module | None = None
-    rows: list[dict] = []
-    computed: list[str] = []
-
-    def load() -> torch.nn.Module:
-        nonlocal shipped
-        if shipped is None:
-            shipped = _shipped_float()
-        return shipped
+    load = functools.cache(_shipped_float)  # the shipped model, loaded once if needed
 
     def shipped_point() -> dict:
-        model = load()
-        res = ber(cfg, {"float": model}, seed=BER_SEED, with_mmse=True)
-        return {
-            "threshold": None,
-            "account": account(model).to_json(),
-            "ber": res["ber"]["float"],
-            "errors": res["errors"]["float"],
-            "mmse_ber": res["ber"]["mmse"],
-            "bits_per_snr": res["bits_simulated_per_snr"],
-        }
+        return {"threshold": None, **_measure(cfg, load(), "float", with_mmse=True)}
 
     def pruned_point(t: float, key: str) -> Callable[[], dict]:
         def compute() -> dict:
@@ -111,39 +92,29 @@ def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
             )
             zeros = dict(zero_weights(model))
             held = all(bool(zeros[n][~m].all()) for n, m in masks.items())
-            res = ber(cfg, {key: model}, seed=BER_SEED)
             return {
                 "threshold": t,
                 "mask_pruned_fraction": sparsity(masks),
                 "masks_held": held,
-                "account": account(model).to_json(),
                 "final_train_loss": fitres.mean_recent_loss,
-                "ber": res["ber"][key],
-                "errors": res["errors"][key],
-                "bits_per_snr": res["bits_simulated_per_snr"],
+                **_measure(cfg, model, key),
             }
 
         return compute
 
-    for i, key in enumerate(keys):
-        console.rule(f"fullycon-pruning [{i + 1}/{len(keys)}] {key}")
-        if key == "shipped":
-            settings = {**common, "point": "shipped float, no fine-tuning"}
-            result, did = _cached_point(out_dir, key, settings, shipped_point, console)
-        else:
-            t = s.thresholds[i - 1]
-            settings = {
-                **common,
-                "threshold": t,
-                "retrain_steps": s.retrain_steps,
-                "lr": s.lr,
-                "batch_size": s.batch_size,
-                "finetune_seed": FINETUNE_SEED,
-            }
-            result, did = _cached_point(out_dir, key, settings, pruned_point(t, key), console)
-        if did:
-            computed.append(key)
-        rows.append({"key": key, **result})
+    points = [("shipped", {**common, "point": "shipped float, no fine-tuning"}, shipped_point)]
+    for t in s.thresholds:
+        key = f"t{t:.3f}"
+        settings = {
+            **common,
+            "threshold": t,
+            "retrain_steps": s.retrain_steps,
+            "lr": s.lr,
+            "batch_size": s.batch_size,
+            "finetune_seed": FINETUNE_SEED,
+        }
+        points.append((key, settings, pruned_point(t, key)))
+    rows, computed = _run_points("fullycon-pruning", out_dir, points, console)
 
     ref = rows[0]
     for row in rows:

@@ -3,6 +3,7 @@ B-bit weights (registered in :mod:`quant.compress.experiments` on import)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,22 +12,22 @@ import torch
 from rich.console import Console
 
 from qphy.variants import Bits
-from quant.compress.accounting import FLOAT_BITS, account
+from quant.compress.accounting import FLOAT_BITS
 from quant.compress.experiments import (
-    BER_SEED,
     FINETUNE_SEED,
     _ber_cells,
-    _cached_point,
     _eval_cfg,
     _md_table,
+    _measure,
     _plot,
     _print_table,
+    _run_points,
     _settings,
     _shipped_float,
     _write,
     experiment,
 )
-from quant.compress.passes import ber, finetune, no_ber_loss
+from quant.compress.passes import finetune, no_ber_loss
 
 
 @dataclass(frozen=True)
@@ -70,26 +71,10 @@ def fullycon_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
     console = Console()
     cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
     common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
-    shipped: torch.nn.Module | None = None
-    rows: list[dict] = []
-    computed: list[str] = []
-
-    def load() -> torch.nn.Module:
-        nonlocal shipped
-        if shipped is None:
-            shipped = _shipped_float()
-        return shipped
+    load = functools.cache(_shipped_float)  # the shipped model, loaded once if needed
 
     def float_point() -> dict:
-        model = load()
-        res = ber(cfg, {"float": model}, seed=BER_SEED)
-        return {
-            "weight_bits": FLOAT_BITS,
-            "account": account(model).to_json(),
-            "ber": res["ber"]["float"],
-            "errors": res["errors"]["float"],
-            "bits_per_snr": res["bits_simulated_per_snr"],
-        }
+        return {"weight_bits": FLOAT_BITS, **_measure(cfg, load(), "float")}
 
     def qat_point(b: int, key: str) -> Callable[[], dict]:
         def compute() -> dict:
@@ -99,39 +84,28 @@ def fullycon_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
             fitres = finetune(
                 model, cfg, steps=s.qat_steps, lr=s.lr, seed=FINETUNE_SEED, description=key
             )
-            res = ber(cfg, {key: model}, seed=BER_SEED)
             return {
                 "weight_bits": b,
-                "account": account(model).to_json(),
                 "final_train_loss": fitres.mean_recent_loss,
-                "ber": res["ber"][key],
-                "errors": res["errors"][key],
-                "bits_per_snr": res["bits_simulated_per_snr"],
+                **_measure(cfg, model, key),
             }
 
         return compute
 
-    keys = ["float"] + [f"w{b}a{s.act_bits}" for b in s.weight_bits]
-    for i, key in enumerate(keys):
-        console.rule(f"fullycon-quantization [{i + 1}/{len(keys)}] {key}")
-        if key == "float":
-            settings = {**common, "point": "shipped float, no fine-tuning"}
-            result, did = _cached_point(out_dir, key, settings, float_point, console)
-        else:
-            b = s.weight_bits[i - 1]
-            settings = {
-                **common,
-                "weight_bits": b,
-                "act_bits": s.act_bits,
-                "qat_steps": s.qat_steps,
-                "lr": s.lr,
-                "batch_size": s.batch_size,
-                "finetune_seed": FINETUNE_SEED,
-            }
-            result, did = _cached_point(out_dir, key, settings, qat_point(b, key), console)
-        if did:
-            computed.append(key)
-        rows.append({"key": key, **result})
+    points = [("float", {**common, "point": "shipped float, no fine-tuning"}, float_point)]
+    for b in s.weight_bits:
+        key = f"w{b}a{s.act_bits}"
+        settings = {
+            **common,
+            "weight_bits": b,
+            "act_bits": s.act_bits,
+            "qat_steps": s.qat_steps,
+            "lr": s.lr,
+            "batch_size": s.batch_size,
+            "finetune_seed": FINETUNE_SEED,
+        }
+        points.append((key, settings, qat_point(b, key)))
+    rows, computed = _run_points("fullycon-quantization", out_dir, points, console)
     ref = rows[0]
     dense_float = ref["account"]["dense_memory_bits"]
     for row in rows:

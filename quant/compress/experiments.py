@@ -33,6 +33,8 @@ from rich.table import Table
 
 from qphy.errors import ConfigError
 from qphy.fsutil import atomic_write_json, atomic_write_text
+from quant.compress.accounting import account
+from quant.compress.passes import ber
 from quant.config import QuantConfig
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,41 @@ def run_experiment(
 
 
 # ---- shared machinery ---------------------------------------------------------------------------
+
+
+def _measure(cfg: QuantConfig, model: torch.nn.Module, name: str, **ber_kwargs) -> dict:
+    """What every experiment row carries: the model's accounting and its BER per SNR (with its
+    error counts, for the no-loss rule), on the experiments' shared vectors; ``mmse_ber`` too
+    when ``with_mmse=True``."""
+    res = ber(cfg, {name: model}, seed=BER_SEED, **ber_kwargs)
+    row = {
+        "account": account(model).to_json(),
+        "ber": res["ber"][name],
+        "errors": res["errors"][name],
+        "bits_per_snr": res["bits_simulated_per_snr"],
+    }
+    if "mmse" in res["ber"]:
+        row["mmse_ber"] = res["ber"]["mmse"]
+    return row
+
+
+def _run_points(
+    experiment_name: str,
+    out_dir: Path,
+    points: list[tuple[str, dict, Callable[[], dict]]],
+    console: Console,
+) -> tuple[list[dict], list[str]]:
+    """Each ``(key, settings, compute)`` point from its cache or computed (:func:`_cached_point`),
+    in order; returns the rows (``{"key": ..., **result}``) and the keys computed this run."""
+    rows: list[dict] = []
+    computed: list[str] = []
+    for i, (key, settings, compute) in enumerate(points):
+        console.rule(f"{experiment_name} [{i + 1}/{len(points)}] {key}")
+        result, did = _cached_point(out_dir, key, settings, compute, console)
+        if did:
+            computed.append(key)
+        rows.append({"key": key, **result})
+    return rows, computed
 
 
 def _settings(cls: type, grids: dict[str, Any], grid: str, overrides: dict) -> Any:

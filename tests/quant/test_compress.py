@@ -234,7 +234,7 @@ def test_pruning_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
         raise AssertionError("a cached point was recomputed")
 
     monkeypatch.setattr(exp_pruning, "finetune", no_work)
-    monkeypatch.setattr(exp_pruning, "ber", no_work)
+    monkeypatch.setattr(experiments, "ber", no_work)
     monkeypatch.setattr(exp_pruning, "_shipped_float", no_work)
     second = experiments.run_experiment("fullycon-pruning", out, grid="small")
     assert second["computed"] == []
