@@ -31,7 +31,8 @@ import numpy as np
 from qphy.contracts import StreamSpec
 from qphy.errors import MalformedModelError, PipelineError
 from qphy.host import pack_beats, unpack_beats
-from sim.harness_build import HarnessBuild, HarnessTimeout, _kill
+from sim.harness_build import HarnessBuild, HarnessTimeout
+from sim.verilator import wait_limited
 
 #: Cycles between progress lines of the executable (a few per second on the FullyCon).
 PROGRESS_CYCLES = 1 << 21
@@ -254,17 +255,14 @@ def _execute(
         )
         reader.start()
         try:
-            rc = proc.wait(timeout=timeout_s)
-        except BaseException as exc:
-            _kill(proc)
-            if isinstance(exc, subprocess.TimeoutExpired):
-                raise HarnessTimeout(
-                    f"the harness run of {n} vectors exceeded its {timeout_s:.0f} s wall-clock "
-                    f"limit (in {run_dir})"
-                ) from None
-            raise
+            rc = wait_limited(proc, timeout_s)
         finally:
             reader.join(timeout=5)
+        if rc is None:
+            raise HarnessTimeout(
+                f"the harness run of {n} vectors exceeded its {timeout_s:.0f} s wall-clock "
+                f"limit (in {run_dir})"
+            )
         wall_s = time.perf_counter() - t0
     if rc != 0:
         tail = "; ".join(lines[-3:]) or (f"killed by signal {-rc}" if rc < 0 else "no message")

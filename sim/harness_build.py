@@ -9,13 +9,11 @@ options, so the same design is compiled once per cache directory.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 
 from hw.toolchain import require_tool, tool_env, verilator_version
 from qphy.errors import PipelineError
-from sim.verilator import COMPILE_OPT, DEFINES, VERILATOR_ARGS, SimulationTimeout
+from sim.verilator import COMPILE_OPT, DEFINES, VERILATOR_ARGS, SimulationTimeout, wait_limited
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +105,11 @@ def _run_tool(cmd: Sequence[str], cwd: Path, log_path: Path, deadline: float, en
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        try:
-            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except BaseException as exc:
-            _kill(proc)
-            if isinstance(exc, subprocess.TimeoutExpired):
-                raise HarnessTimeout(
-                    f"harness build: '{name}' exceeded the build's wall-clock limit (log in "
-                    f"{log_path})"
-                ) from None
-            raise
+        rc = wait_limited(proc, max(1.0, deadline - time.monotonic()))
+        if rc is None:
+            raise HarnessTimeout(
+                f"harness build: '{name}' exceeded the build's wall-clock limit (log in {log_path})"
+            )
     if rc != 0:
         text = log_path.read_text(errors="replace")
         errors = [ln for ln in text.splitlines() if "error" in ln.lower()][:3]
@@ -124,12 +117,6 @@ def _run_tool(cmd: Sequence[str], cwd: Path, log_path: Path, deadline: float, en
         raise HarnessBuildError(
             f"harness build: '{name}' failed with exit code {rc} ({detail}); log in {log_path}"
         )
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def build_harness(

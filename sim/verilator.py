@@ -9,6 +9,7 @@ limit and its whole process group is killed).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -49,6 +50,21 @@ COMPILE_OPT = ["OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1"]
 
 class SimulationTimeout(PipelineError):
     """A Verilator build or simulation ran past its wall-clock limit (e.g. a hang at time 0)."""
+
+
+def wait_limited(proc: subprocess.Popen, timeout_s: float) -> int | None:
+    """``proc``'s exit code, or None when it ran past ``timeout_s``. On a time-out or any
+    interruption (Ctrl-C) its whole process group (started with ``start_new_session``) is
+    killed first: a simulation hanging at time 0 escapes cocotb's and Verilator's own limits."""
+    try:
+        return proc.wait(timeout=timeout_s)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return None
+        raise
 
 
 class QphyVerilator(Verilator):
@@ -93,13 +109,8 @@ class QphyVerilator(Verilator):
                 stderr=stderr,
                 start_new_session=True,
             )
-            try:
-                rc = proc.wait(timeout=self.timeout_s)
-            except BaseException as exc:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                if not isinstance(exc, subprocess.TimeoutExpired):
-                    raise
+            rc = wait_limited(proc, self.timeout_s)
+            if rc is None:
                 raise SimulationTimeout(
                     f"'{Path(str(cmd[0])).name}' exceeded its {self.timeout_s:.0f} s wall-clock "
                     f"limit (in {cwd})"
