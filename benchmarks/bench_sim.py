@@ -14,7 +14,6 @@ products go under --work (default /tmp/qphy_bench_sim), never into the source tr
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qphy.contracts import Manifest, SimJob, StreamSpec  # noqa: E402
+from qphy.contracts import Manifest, StreamSpec  # noqa: E402
 from qphy.variants import int_range  # noqa: E402
 from sim.harness import run_harness  # noqa: E402
 from sim.harness_build import build_harness  # noqa: E402
@@ -40,7 +39,9 @@ def random_inputs(stream: StreamSpec, n: int, seed: int) -> np.ndarray:
 
 
 def run_cocotb(rtl_dir, manifest, design, inputs, expected, work: Path, args) -> dict:
-    from sim.verilator import build, run_test  # noqa: PLC0415 - cocotb only here
+    from sim.config import Bench, SimConfig  # noqa: PLC0415 - cocotb only here
+    from sim.verdict import run_cocotb as run_bench  # noqa: PLC0415
+    from sim.verilator import build  # noqa: PLC0415
 
     t0 = time.perf_counter()
     obj = work / "cocotb_obj"
@@ -50,29 +51,17 @@ def run_cocotb(rtl_dir, manifest, design, inputs, expected, work: Path, args) ->
     run = work / "cocotb_run"
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
-    shutil.copytree(rtl_dir / "mem", run / "mem")
-    np.save(run / "inputs.npy", inputs)
-    np.save(run / "expected.npy", expected)
-    SimJob(
-        inputs=str(run / "inputs.npy"),
-        expected=str(run / "expected.npy"),
-        actual=str(run / "actual.npy"),
-        results=str(run / "results.json"),
-        input=manifest.input,
-        output=manifest.output,
-        n_out_elems=int(expected.shape[1]),
-        clock_period_ns=round(1000.0 / manifest.clock_mhz, 6),
+    cfg = SimConfig(
         seed=args.seed,
         source_pause_prob=args.pause,
         sink_pause_prob=args.pause,
         n_burst=args.n_burst,
-        stall_limit_cycles=100_000,
-    ).write(run / "job.json")
+        sim_timeout_s=3600,
+        bench=Bench.COCOTB,
+    )
     t0 = time.perf_counter()
-    run_test(obj, design.top, "sim.tb_dataflow", run, [f"+qphy_job={run / 'job.json'}"], 3600, 1)
-    wall = time.perf_counter() - t0
-    res = json.loads((run / "results.json").read_text())
-    return {**res, "wall_s": wall, "build_s": build_s}
+    res, _ = run_bench(manifest, obj, run, inputs, expected, cfg, rtl_dir / "mem")
+    return {**res, "wall_s": time.perf_counter() - t0, "build_s": build_s}
 
 
 def main() -> None:

@@ -63,7 +63,19 @@ def build_rtl_sim(hw_dir: Path, sim_dir: Path, sim_cfg: SimConfig) -> float:
     return seconds
 
 
-def _run_cocotb(manifest, sim_dir, run_dir, inputs, expected, sim_cfg) -> tuple[dict, np.ndarray]:
+def run_cocotb(
+    manifest: Manifest,
+    obj_dir: Path,
+    run_dir: Path,
+    inputs: np.ndarray,
+    expected: np.ndarray,
+    sim_cfg: SimConfig,
+    mem_dir: Path,
+) -> tuple[dict, np.ndarray]:
+    """The cocotb bench (sim/tb_dataflow.py) on the model compiled in ``obj_dir``: writes the
+    SimJob and vectors into ``run_dir`` (with a copy of ``mem_dir``, which the RTL reads as
+    ``mem/...``), runs it and returns its results and the output integers it received."""
+    shutil.copytree(mem_dir, run_dir / "mem")
     np.save(run_dir / "inputs.npy", inputs)
     np.save(run_dir / "expected.npy", expected)
     job = SimJob(
@@ -82,10 +94,10 @@ def _run_cocotb(manifest, sim_dir, run_dir, inputs, expected, sim_cfg) -> tuple[
         stall_limit_cycles=sim_cfg.stall_limit_cycles,
     )
     job.write(run_dir / SimJob.FILE)
-    if not (sim_dir / "obj").is_dir():
-        raise PipelineError(f"{sim_dir} has no cocotb model (obj/); build it with bench=cocotb")
+    if not obj_dir.is_dir():
+        raise PipelineError(f"no cocotb model in {obj_dir}; build it with bench=cocotb")
     run_test(
-        sim_dir / "obj",
+        obj_dir,
         manifest.top,
         TB_MODULE,
         run_dir,
@@ -181,8 +193,8 @@ def simulate(
     if sim_cfg.bench is Bench.HARNESS:
         res, actual = _run_harness(manifest, sim_dir, run_dir, inputs, expected, sim_cfg, mem_dir)
     else:
-        shutil.copytree(mem_dir, run_dir / "mem")  # the RTL reads mem/... relative to its cwd
-        res, actual = _run_cocotb(manifest, sim_dir, run_dir, inputs, expected, sim_cfg)
+        obj_dir = sim_dir / "obj"
+        res, actual = run_cocotb(manifest, obj_dir, run_dir, inputs, expected, sim_cfg, mem_dir)
     sim_s = time.perf_counter() - t0
     res["bench"] = str(sim_cfg.bench)
     report = _report(manifest, hw_report, expected, actual, res, sim_cfg, variant, run_dir, sim_s)
