@@ -18,7 +18,6 @@ before anything is written.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -37,7 +36,7 @@ from hw.stitch import source_order
 from hw.toolchain import require_vivado, tool_versions
 from qphy.contracts import Manifest
 from qphy.errors import ConfigError, PipelineError
-from qphy.fsutil import StagedDir, atomic_write_json, atomic_write_text
+from qphy.fsutil import StagedDir, atomic_write_json, atomic_write_text, sha256
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +78,8 @@ def resolve_hw_dir(path: Path) -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _hashes(root: Path, files: list[Path]) -> dict[str, str]:
-    return {str(f.relative_to(root)): _sha256(f) for f in sorted(files)}
+    return {str(f.relative_to(root)): sha256(f) for f in sorted(files)}
 
 
 def _recipe_json(recipe: Recipe) -> dict:
@@ -179,7 +170,7 @@ def _write_flow(
         "recipe": _recipe_json(recipe),
         "generated_by": {"qphy": _qphy_version(), **tool_versions()},
         "inputs_sha256": {
-            str(p.relative_to(hw) if p.is_relative_to(hw) else p.resolve()): _sha256(p)
+            str(p.relative_to(hw) if p.is_relative_to(hw) else p.resolve()): sha256(p)
             for p in inputs
         },
         "flow_sha256": _hashes(dest, generated),

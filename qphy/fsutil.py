@@ -8,6 +8,7 @@ file system); directories are built in a hidden sibling and renamed into place w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -86,3 +87,12 @@ class StagedDir:
     def __exit__(self, *exc) -> None:
         if not self.published:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (manifests of bitstreams and board dirs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

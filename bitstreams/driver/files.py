@@ -21,7 +21,6 @@ only qonnx can compute).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -237,14 +236,6 @@ def load_vectors(files: DeployFiles, manifest: Manifest, n: int | None = None) -
             inputs = np.concatenate([inputs, sim_in[n_float:n].astype(np.int64)])
             expected = np.concatenate([expected, sim_exp[n_float:n].astype(np.int64)])
     return Vectors(inputs=inputs, expected=expected, golden_out=y[:n_float], n_float=n_float)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pack_board_dir(out_dir: Path, bitstream_dir: Path, board_dir: Path) -> list[str]:

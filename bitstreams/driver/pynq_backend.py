@@ -303,7 +303,7 @@ class PynqBackend(Accelerator):
         )
 
     def details(self) -> dict:
-        from bitstreams.driver.files import sha256  # noqa: PLC0415
+        from qphy.fsutil import sha256  # noqa: PLC0415
 
         return {
             "bitstream": self.bitfile.name,

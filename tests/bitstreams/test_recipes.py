@@ -14,10 +14,10 @@ import pytest
 
 from bitstreams import build
 from bitstreams.boards import BOARDS, board, make_recipe, stream_dma
-from hw.toolchain import find_tool, in_ci
 from qphy.contracts import Manifest, StreamSpec
 from qphy.errors import ConfigError
 from tests.bitstreams.conftest import make_hw_dir
+from tests.tools import tool_or_skip
 
 # ---- recipes -------------------------------------------------------------------------------
 
@@ -307,11 +307,7 @@ def test_saif_is_read_before_report_power(hw_dir, tmp_path):
 
 @pytest.mark.rtl
 def test_wrapper_lints_with_verilator(hw_dir, tmp_path):
-    verilator = find_tool("verilator")
-    if verilator is None:
-        if in_ci():
-            pytest.fail("verilator not found (run `make setup`)")
-        pytest.skip("verilator not found (run `make setup`)")
+    verilator = tool_or_skip("verilator", "run `make setup`")
     out = tmp_path / "out"
     build.generate(hw_dir, "zcu104", out)
     srcs = [out / "rtl/src" / n for n in ("fake_pkg.sv", "fake_layer.sv", "qphy_dataflow_top.sv")]

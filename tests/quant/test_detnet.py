@@ -33,18 +33,11 @@ from quant.green_detnet import (
     prune_and_finetune,
     threshold_masks,
 )
+from tests.models.conftest import _one_thread  # noqa: F401 - autouse: one torch thread
 
 DET = DetectionConfig(n_rx=6, k_tx=4, channel=ChannelKind.IID_GAUSSIAN)
 SHAPE = DetNetShape(n_rx=6, k_tx=4, n_layers=3)
 CFG = DetNetTrainConfig(detection=DET, shape=SHAPE, steps=60, batch=64, seed=0)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tiny_linear_model() -> torch.nn.Module:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from hw.config import HwBuildConfig
-from hw.toolchain import find_tool, in_ci
 from qphy.flow import build_and_verify
 from sim.config import SimConfig
 from tests.hw.fixture_export import make_export
+from tests.tools import tool_or_skip
 
 #: CI verdict size (the main job uses >= 10,000).
 CI_VECTORS = 1000
@@ -17,13 +17,7 @@ CI_VECTORS = 1000
 @pytest.fixture(scope="session")
 def verilator():
     """Verilator's path: a skip locally, a failure in CI (RTL simulation is a CI feature)."""
-    path = find_tool("verilator")
-    if path is None:
-        msg = "verilator not found in the venv or on PATH (run `make setup`)"
-        if in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return tool_or_skip("verilator", "run `make setup`")
 
 
 @pytest.fixture(scope="session")
