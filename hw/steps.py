@@ -35,8 +35,8 @@ from hw.transforms import (
     LeakyReluQuantToThresholds,
     RoundHalfEvenThresholds,
 )
+from qphy.contracts import HOST_META
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
-from qphy.targets import HOST_META
 
 log = logging.getLogger(__name__)
 

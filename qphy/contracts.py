@@ -193,6 +193,11 @@ class HostSpec(_Json):
     decision: str | None = None
 
 
+#: ONNX model metadata key carrying the HostSpec's fields from the export through every hw step
+#: (hw/export.py turns them into the manifest's HostSpec).
+HOST_META = "qphy_host"
+
+
 @dataclass(frozen=True)
 class NodeSpec(_Json):
     """One RTL layer of the stream chain."""

@@ -54,10 +54,6 @@ class HwDefaults:
     vectors: int = defaults.SIM_VECTORS
 
 
-#: Model metadata key carrying the host-side spec through the export and every hw step.
-HOST_META = "qphy_host"
-
-
 @dataclass(frozen=True)
 class HostExtras:
     """What a target adds to the HostSpec that the graph cannot tell: the ops from raw data
