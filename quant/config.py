@@ -10,12 +10,18 @@ from qphy.config import reject_unknown_keys
 from qphy.errors import ConfigError
 from qphy.variants import Bits
 
+#: Detector architectures of the ``detector`` target.
+ARCHS = ("fullycon", "detnet")
+
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """Training and evaluation settings of the FullyCon detector.
+    """Training and evaluation settings of a detector (FullyCon, or the fixed-channel DetNet).
 
     Attributes:
+        arch: ``fullycon`` or ``detnet`` (DetNet with ``layers`` unrolled layers; its hardware
+            form is the ReLU MLP of :mod:`quant.detnet_hw`, so it needs the fixed channel).
+        layers: DetNet's unrolled layers (``detnet`` only).
         bits: Weight/activation widths of the QAT variant; None trains the float model.
         channel: ``fixed`` (the deterministic Toeplitz-0.6 30x20 channel) or ``iid``.
         train_snr_db_min: Lowest SNR (dB) sampled uniformly per training vector.
@@ -34,6 +40,8 @@ class QuantConfig:
     """
 
     bits: Bits | None = None
+    arch: str = "fullycon"
+    layers: int = 10
     channel: str = "fixed"
     train_snr_db_min: float = 7.0
     train_snr_db_max: float = 14.0
@@ -51,6 +59,17 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.channel not in ("fixed", "iid"):
             raise ConfigError(f"channel must be 'fixed' or 'iid', not '{self.channel}'")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, not '{self.arch}'")
+        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 1:
+            raise ConfigError(f"layers must be a positive integer, got {self.layers!r}")
+        if self.arch == "detnet" and self.channel != "fixed":
+            raise ConfigError(
+                "the detector target's DetNet needs the fixed channel: its hardware form folds "
+                "H^T and H^T H into constant weights (FINN has no RTL layer multiplying two "
+                "streams); train and evaluate the varying-channel DetNet with "
+                "`python -m quant.detnet`"
+            )
         if self.train_snr_db_min > self.train_snr_db_max:
             raise ConfigError("train_snr_db_min must not exceed train_snr_db_max")
         for name in ("float_steps", "qat_steps", "batch_size", "eval_bits_per_snr"):
@@ -61,8 +80,10 @@ class QuantConfig:
 
     @property
     def name(self) -> str:
-        """Variant name, e.g. ``fullycon_w4a4_fixed``: architecture, widths, channel."""
-        return f"fullycon_{self.bits.tag if self.bits else 'float'}_{self.channel}"
+        """Variant name, e.g. ``fullycon_w4a4_fixed`` or ``detnet_l10_w4a4_fixed``:
+        architecture (and depth), widths, channel."""
+        arch = f"detnet_l{self.layers}" if self.arch == "detnet" else self.arch
+        return f"{arch}_{self.bits.tag if self.bits else 'float'}_{self.channel}"
 
     def to_json(self) -> dict:
         d = asdict(self)

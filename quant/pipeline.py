@@ -22,8 +22,12 @@ def load_or_train(
 ) -> torch.nn.Module:
     """The model of ``cfg.bits`` (None: float) from its checkpoint, training it if absent.
 
-    QAT starts from the float checkpoint, which is itself loaded or trained first.
+    QAT starts from the float checkpoint, which is itself loaded or trained first. For
+    ``arch == "detnet"`` the float model is a :class:`models.detnet.DetNet` (inputs y and H)
+    and the QAT model its fixed-channel MLP form (:mod:`quant.detnet_hw`).
     """
+    if cfg.arch == "detnet":
+        return _load_or_train_detnet(cfg, ckpt_dir, retrain)
 
     def load(path: Path) -> torch.nn.Module:
         model, _ = checkpoint.load_fullycon(path, cfg.bits)
@@ -53,16 +57,51 @@ def load_or_train(
     return checkpoint.load_or_train(cfg.name, ckpt_dir, load, train, retrain)
 
 
+def _load_or_train_detnet(
+    cfg: QuantConfig, ckpt_dir: Path | None, retrain: bool
+) -> torch.nn.Module:
+    from quant import detnet_hw
+
+    def load(path: Path) -> torch.nn.Module:
+        model = detnet_hw.load(cfg, path)
+        log.info("loaded %s", path)
+        return model
+
+    def train(path: Path) -> torch.nn.Module:
+        if cfg.bits is None:
+            model, loss = detnet_hw.train_float(cfg)
+        else:
+            float_model = load_or_train(replace(cfg, bits=None), ckpt_dir, retrain=False)
+            model, loss = detnet_hw.train_qat(cfg, float_model)
+        checkpoint.save(model, path, detnet_hw.meta(cfg, model, loss))
+        log.info("saved %s", path)
+        return model
+
+    return checkpoint.load_or_train(cfg.name, ckpt_dir, load, train, retrain)
+
+
+def as_detector(cfg: QuantConfig, model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` as a y -> soft-symbols detector: a float DetNet becomes its exact MLP form for
+    the fixed channel (the same function, without H as an input)."""
+    if cfg.arch == "detnet" and cfg.bits is None:
+        from quant.detnet_hw import float_mlp
+
+        return float_mlp(cfg, model)
+    return model
+
+
 def evaluate_detector(cfg: QuantConfig, out_dir: Path, ckpt_dir: Path | None = None) -> dict:
     """BER of float, the QAT variant and ZF/MMSE/ML; writes ber.json and ber.png."""
     if cfg.bits is None:
         raise ValueError("evaluate_detector needs the QAT bits")
-    float_model = load_or_train(replace(cfg, bits=None), ckpt_dir)
+    float_cfg = replace(cfg, bits=None)
+    float_model = as_detector(float_cfg, load_or_train(float_cfg, ckpt_dir))
     qat_model = load_or_train(cfg, ckpt_dir)
     result = evaluate_ber(cfg, {"float": float_model, cfg.bits.tag: qat_model})
     result["channel"] = cfg.channel
     result["snr_db_at_ber_1e-3"] = {
         name: snr_at_ber(result["snr_db"], curve, 1e-3) for name, curve in result["ber"].items()
     }
-    write_ber(result, Path(out_dir), f"FullyCon {cfg.bits.tag}, {cfg.channel} 30x20 BPSK")
+    arch = f"DetNet L={cfg.layers}" if cfg.arch == "detnet" else "FullyCon"
+    write_ber(result, Path(out_dir), f"{arch} {cfg.bits.tag}, {cfg.channel} 30x20 BPSK")
     return result

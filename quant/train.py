@@ -18,7 +18,9 @@ from quant.recipes import Recipe
 from quant.trainer import fit, mse
 
 
-def _fit(model: torch.nn.Module, cfg: QuantConfig, steps: int, lr: float, what: str) -> float:
+def fit_detector(
+    model: torch.nn.Module, cfg: QuantConfig, steps: int, lr: float, what: str
+) -> float:
     """Adam on fresh batches for ``steps`` steps; returns the mean loss of the last 100 steps."""
     torch.set_num_threads(cfg.torch_threads)
     det = detection_config(cfg)
@@ -44,7 +46,7 @@ def train_float(cfg: QuantConfig, shape: FullyConShape | None = None) -> tuple[F
     """Train the float FullyCon from scratch (seeded)."""
     torch.manual_seed(cfg.seed)
     model = FullyCon(shape)
-    return model, _fit(model, cfg, cfg.float_steps, cfg.float_lr, "float training")
+    return model, fit_detector(model, cfg, cfg.float_steps, cfg.float_lr, "float training")
 
 
 def train_qat(cfg: QuantConfig, float_model: FullyCon) -> tuple[QuantFullyCon, float]:
@@ -55,4 +57,4 @@ def train_qat(cfg: QuantConfig, float_model: FullyCon) -> tuple[QuantFullyCon, f
     recipe = Recipe(cfg.bits, per_channel_weights=cfg.per_channel_weights)
     model = QuantFullyCon(recipe, float_model.shape)
     model.load_float(float_model)
-    return model, _fit(model, cfg, cfg.qat_steps, cfg.qat_lr, f"QAT {cfg.bits.tag}")
+    return model, fit_detector(model, cfg, cfg.qat_steps, cfg.qat_lr, f"QAT {cfg.bits.tag}")

@@ -1,4 +1,6 @@
-"""The ``detector`` target: the FullyCon MIMO detector (30x20 real BPSK), fixed or i.i.d."""
+"""The ``detector`` target: the MIMO detector (30x20 real BPSK): FullyCon (fixed or i.i.d.
+channel) or DetNet (``--arch detnet --layers L``, fixed channel; its hardware is the exact ReLU
+MLP form of :mod:`quant.detnet_hw`)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,24 @@ import numpy as np
 
 from qphy.targets import HostExtras, HwDefaults, Option, Target, register
 from qphy.variants import Bits
-from quant.config import QuantConfig
+from quant.config import ARCHS, QuantConfig
 
 #: Vectors checked in RTL by default (the main job's verdict).
 DETECTOR_VECTORS = 10_000
+#: DetNet's defaults where the user gives none: its training is ~10x costlier per step than
+#: FullyCon's, and the 2L + 1 MVAUs of its MLP form are folded to fewer cycles per layer.
+DETNET_DEFAULTS = {"float_steps": 6000, "qat_steps": 3000, "batch_size": 500}
+DETNET_VECTORS = 2000
+DETNET_TARGET_CYCLES = 1000
 
 
 @register
 class Detector(Target):
     name = "detector"
-    help = "FullyCon MIMO detector (30 rx x 20 tx real BPSK)"
+    help = "MIMO detector (30 rx x 20 tx real BPSK): FullyCon or DetNet"
     options = (
+        Option("--arch", "arch", choices=ARCHS, help="detector architecture (fullycon)"),
+        Option("--layers", "layers", int, help="DetNet's unrolled layers (10)"),
         Option("--channel", "channel", choices=("fixed", "iid"), help="fixed Toeplitz-0.6 or iid"),
         Option("--float-steps", "float_steps", int, help="float training steps"),
         Option("--qat-steps", "qat_steps", int, help="QAT steps"),
@@ -26,6 +35,12 @@ class Detector(Target):
     )
 
     def config(self, bits: Bits | None, **options) -> QuantConfig:
+        if options.get("arch", "fullycon") == "detnet":
+            options = {**DETNET_DEFAULTS, **options}
+        elif "layers" in options:
+            from qphy.errors import ConfigError
+
+            raise ConfigError("--layers: for --arch detnet only (FullyCon has 4 hidden layers)")
         return QuantConfig(bits=bits, **options)
 
     def load_or_train(self, cfg: QuantConfig, ckpt_dir=None, retrain: bool = False):
@@ -44,6 +59,8 @@ class Detector(Target):
         return HostExtras(decision="sign")
 
     def hw_defaults(self, cfg: QuantConfig) -> HwDefaults:
+        if cfg.arch == "detnet":
+            return HwDefaults(vectors=DETNET_VECTORS, target_cycles=DETNET_TARGET_CYCLES)
         return HwDefaults(vectors=DETECTOR_VECTORS)
 
     def evaluate(self, cfg: QuantConfig, out_dir: Path, ckpt_dir=None) -> str:
