@@ -7,6 +7,7 @@ usage errors exit 2 as well. Tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import warnings
@@ -185,7 +186,16 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     """``qphy experiment NAME``: a resumable compression experiment (quant/compress)."""
     from quant.compress.experiments import run_experiment
 
-    run_experiment(args.name, Path(args.out), args.grid)
+    overrides = {}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set wants KEY=VALUE, got '{item}'")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    run_experiment(args.name, Path(args.out), args.grid, overrides)
     print(f"experiment {args.name} ({args.grid} grid): results in {args.out}")
     return 0
 
@@ -278,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="e.g. fullycon-pruning, fullycon-quantization")
     sp.add_argument("--out", required=True, type=Path)
     sp.add_argument("--grid", default="full", choices=["small", "full"])
+    sp.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one setting of the grid (JSON value), e.g. --set n_layers=30",
+    )
     sp.set_defaults(func=cmd_experiment)
 
     from bitstreams.boards import BOARDS

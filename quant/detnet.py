@@ -164,12 +164,21 @@ def train_detnet(
 
 
 @torch.no_grad()
-def validation_loss(model: DetNet, cfg: DetNetTrainConfig, n_vectors: int = 5000) -> float:
-    """The training loss on one fixed, seeded validation batch (over the active layers)."""
+def validation_loss(
+    model: DetNet, cfg: DetNetTrainConfig, n_vectors: int = 5000, last_only: bool = False
+) -> float:
+    """The training loss on one fixed, seeded validation batch (over the active layers), or
+    with ``last_only`` the last active layer's ``mean ||x - x_L||^2 / ||x - x_LS||^2`` (which,
+    unlike the log-weighted sum, compares networks of different depths)."""
     gen = torch.Generator().manual_seed(10_000 + cfg.seed)
     inputs, targets = make_batches(replace(cfg, batch=n_vectors), gen)()
     model.eval()
-    return float(loss_fn(model(inputs), targets))
+    out = model(inputs)
+    if last_only:
+        x, x_ls = targets
+        err = ((x - out[-1]) ** 2).sum(dim=-1) / ((x - x_ls) ** 2).sum(dim=-1)
+        return float(err.mean())
+    return float(loss_fn(out, targets))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,14 +203,23 @@ def incremental_train(
     add_layers: int = 1,
     steps_per_stage: int = 1000,
     rel_tol: float = 0.01,
+    callbacks: Sequence[Callback] = (),
+    on_stage: Callable[[DetNet, Stage], None] | None = None,
 ) -> tuple[DetNet, list[Stage]]:
     """Trains the first ``start_layers`` layers, freezes them, adds ``add_layers`` new ones,
     trains those only, and so on, until the validation loss improves by less than ``rel_tol``
-    (relative) from one stage to the next, or ``max_layers`` is reached.
+    (relative) from one stage to the next, or ``max_layers`` is reached (``rel_tol = 0``
+    grows to ``max_layers``). ``callbacks`` (e.g. a Green DetNet regulariser) join every
+    stage's training; ``on_stage(model, stage)`` sees the model after each stage (its
+    ``active_layers`` set to the stage's depth).
 
     The loss of a stage is over its active layers; ``log(l)`` gives layer 1 no weight, hence
     ``start_layers >= 2``. The returned model keeps only the layers the stopping rule accepted
     (the stage without enough gain is dropped).
+
+    The stopping rule compares the last layer's normalised error
+    (:func:`validation_loss` with ``last_only``), not the log-weighted sum over the active
+    layers, which grows with every added term.
 
     Returns:
         ``(model, stages)``: the model (eval mode, all parameters trainable again) and the
@@ -228,12 +246,15 @@ def incremental_train(
             full,
             steps=steps_per_stage,
             seed=cfg.seed + 100 * len(stages),
+            callbacks=callbacks,
             description=f"incremental L={active}",
         )
-        val = validation_loss(full, cfg)
+        val = validation_loss(full, cfg, last_only=True)
         stages.append(Stage(active, steps_per_stage, val, res.wall_s))
+        if on_stage is not None:
+            on_stage(full, stages[-1])
         log.info("incremental: %d layers, validation loss %.4f", active, val)
-        if stages[:-1] and (prev - val) < rel_tol * abs(prev):
+        if rel_tol > 0 and stages[:-1] and (prev - val) < rel_tol * abs(prev):
             active -= add_layers
             break
         prev = val
