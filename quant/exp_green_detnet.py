@@ -76,12 +76,12 @@ class GreenSettings:
     lr: float = 1e-3
     finetune_steps: int = 800
     finetune_lr: float = 1e-4
-    alpha: float = 0.1
+    alpha: float = 0.15
     beta: float = 0.3
-    l1: float = 2e-5
-    gl: float = 2e-4
-    sgl_l1: float = 1e-5
-    sgl_gl: float = 1e-4
+    l1: float = 1e-4
+    gl: float = 1e-3
+    sgl_l1: float = 5e-5
+    sgl_gl: float = 5e-4
     start_layers: int = 2
     add_layers: int = 2
     max_layers: int = 20
