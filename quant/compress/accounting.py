@@ -15,6 +15,9 @@ Conventions (stated once, used by every experiment):
   ceil(log2(fan_in)))`` (value plus column index) ``+ (rows + 1) * ceil(log2(nnz + 1))`` (row
   pointers). Biases add ``biases * bias_bits`` either way. Float models use 32-bit values; a
   QAT model its weight width, and 32-bit biases (as quant.recipes' Int32Bias).
+* **shared (codebook) memory**, :func:`shared_memory`: per layer ``weights * B`` bits of
+  cluster index, a codebook of ``2^B`` values of ``codebook_bits`` (32 for float centroids),
+  and 32-bit biases (weight sharing, :mod:`quant.compress.sharing`).
 """
 
 from __future__ import annotations
@@ -165,4 +168,70 @@ def account(model: nn.Module, value_bits: int | None = None) -> Account:
     """
     return Account(
         tuple(layer_account(name, mod, value_bits) for name, mod in prunable_layers(model).items())
+    )
+
+
+@dataclass(frozen=True)
+class SharedLayerMemory:
+    """Memory of one weight-shared layer (see the module docstring)."""
+
+    name: str
+    weights: int
+    biases: int
+    index_bits: int
+    codebook_entries: int
+    codebook_bits: int
+
+    @property
+    def memory_bits(self) -> int:
+        return (
+            self.weights * self.index_bits
+            + self.codebook_entries * self.codebook_bits
+            + self.biases * BIAS_BITS
+        )
+
+
+@dataclass(frozen=True)
+class SharedMemory:
+    """Index + codebook + bias memory of a weight-shared model."""
+
+    layers: tuple[SharedLayerMemory, ...]
+
+    @property
+    def memory_bits(self) -> int:
+        return sum(layer.memory_bits for layer in self.layers)
+
+    def to_json(self) -> dict:
+        return {
+            "memory_bits": self.memory_bits,
+            "memory_format": "per layer: B-bit index per weight + 2^B codebook values + 32-bit "
+            "biases",
+            "layers": [
+                {**asdict(layer), "memory_bits": layer.memory_bits} for layer in self.layers
+            ],
+        }
+
+
+def shared_memory(
+    model: nn.Module, index_bits: int, codebook_bits: int = FLOAT_BITS
+) -> SharedMemory:
+    """Memory of ``model`` stored as weight sharing with ``2^index_bits`` values per layer.
+
+    Args:
+        model: Any model; every linear/conv layer is counted as shared.
+        index_bits: Cluster index width B.
+        codebook_bits: Width of one codebook value (32: float centroids).
+    """
+    return SharedMemory(
+        tuple(
+            SharedLayerMemory(
+                name=name,
+                weights=int(mod.weight.numel()),
+                biases=int(mod.weight.shape[0]) if getattr(mod, "bias", None) is not None else 0,
+                index_bits=index_bits,
+                codebook_entries=2**index_bits,
+                codebook_bits=codebook_bits,
+            )
+            for name, mod in prunable_layers(model).items()
+        )
     )

@@ -266,7 +266,7 @@ def test_experiment_errors(tmp_path):
     from quant.compress.experiments import experiment_names, run_experiment
 
     assert {"fullycon-pruning", "fullycon-quantization"} <= set(experiment_names())
-    with pytest.raises(ConfigError, match="unknown experiment 'nope'; known: fullycon-pruning"):
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'; known: .*fullycon-pruning"):
         run_experiment("nope", tmp_path)
     with pytest.raises(ConfigError, match="unknown grid 'huge'"):
         run_experiment("fullycon-pruning", tmp_path, grid="huge")
