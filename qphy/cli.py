@@ -195,7 +195,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[key] = raw
-    run_experiment(args.name, Path(args.out), args.grid, overrides)
+    run_experiment(args.name, Path(args.out), args.grid, overrides, ray_address=args.ray)
     print(f"experiment {args.name} ({args.grid} grid): results in {args.out}")
     return 0
 
@@ -293,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="override one setting of the grid (JSON value), e.g. --set n_layers=30",
+    )
+    sp.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="run the grid points as Ray tasks (auto, ray://HOST:10001, or local)",
     )
     sp.set_defaults(func=cmd_experiment)
 

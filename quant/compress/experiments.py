@@ -12,15 +12,14 @@ one trainer with compression passes (callbacks); BER is measured on the fixed 30
 channel on the same seeded vectors for every point.
 
 The experiments themselves live in their own modules (:mod:`quant.compress.exp_pruning`,
-:mod:`quant.compress.exp_quantization`), registered on import; :func:`_load_builtin` imports
-them before the registry is read.
+:mod:`quant.compress.exp_quantization`, :mod:`quant.compress.exp_sharing`,
+:mod:`quant.compress.exp_lowrank`, :mod:`quant.compress.exp_distill`), registered on import;
+:func:`_load_builtin` imports them before the registry is read.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from qphy.errors import ConfigError
 from qphy.fsutil import atomic_write_json, atomic_write_text
 from quant.compress.accounting import account
 from quant.compress.passes import ber
+from quant.compress.sweep import ray_cluster, run_points
 from quant.config import QuantConfig
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,13 @@ def experiment(name: str, help: str) -> Callable:
 
 
 def _load_builtin() -> None:
+    import quant.compress.exp_distill  # noqa: F401, PLC0415 - registers fullycon-distillation
+    import quant.compress.exp_lowrank  # noqa: F401, PLC0415 - registers fullycon-lowrank
+    import quant.compress.exp_pareto  # noqa: F401, PLC0415 - registers pareto-detector
     import quant.compress.exp_pruning  # noqa: F401, PLC0415 - registers fullycon-pruning
     import quant.compress.exp_quantization  # noqa: F401, PLC0415 - registers fullycon-quantization
+    import quant.compress.exp_sharing  # noqa: F401, PLC0415 - registers fullycon-sharing
+    import quant.exp_green_detnet  # noqa: F401, PLC0415 - registers green-detnet
 
 
 def experiment_names() -> list[str]:
@@ -82,7 +87,11 @@ def experiment_names() -> list[str]:
 
 
 def run_experiment(
-    name: str, out_dir: Path, grid: str = "small", overrides: dict | None = None
+    name: str,
+    out_dir: Path,
+    grid: str = "small",
+    overrides: dict | None = None,
+    ray_address: str | None = None,
 ) -> dict:
     """Run (or resume) experiment ``name`` on ``grid`` into ``out_dir``; returns its summary.
 
@@ -91,9 +100,11 @@ def run_experiment(
         out_dir: Results and the per-point cache.
         grid: ``small`` (CI-sized) or ``full``.
         overrides: Replace fields of the grid's settings (e.g. ``{"retrain_steps": 500}``).
+        ray_address: Run the points as Ray tasks on this cluster (``auto``, ``ray://...``,
+            ``local``); None runs them here (:mod:`quant.compress.sweep`).
 
     Raises:
-        ConfigError: Unknown experiment, grid or override.
+        ConfigError: Unknown experiment, grid or override; no Ray cluster at the address.
     """
     _load_builtin()
     if name not in EXPERIMENTS:
@@ -103,7 +114,8 @@ def run_experiment(
     torch.set_num_threads(1)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return EXPERIMENTS[name].run(out_dir, grid, dict(overrides or {}))
+    with ray_cluster(ray_address):
+        return EXPERIMENTS[name].run(out_dir, grid, dict(overrides or {}))
 
 
 # ---- shared machinery ---------------------------------------------------------------------------
@@ -131,17 +143,10 @@ def _run_points(
     points: list[tuple[str, dict, Callable[[], dict]]],
     console: Console,
 ) -> tuple[list[dict], list[str]]:
-    """Each ``(key, settings, compute)`` point from its cache or computed (:func:`_cached_point`),
-    in order; returns the rows (``{"key": ..., **result}``) and the keys computed this run."""
-    rows: list[dict] = []
-    computed: list[str] = []
-    for i, (key, settings, compute) in enumerate(points):
-        console.rule(f"{experiment_name} [{i + 1}/{len(points)}] {key}")
-        result, did = _cached_point(out_dir, key, settings, compute, console)
-        if did:
-            computed.append(key)
-        rows.append({"key": key, **result})
-    return rows, computed
+    """Each ``(key, settings, compute)`` point from its cache or computed, here or on the Ray
+    cluster of the run (:func:`quant.compress.sweep.run_points`); returns the rows
+    (``{"key": ..., **result}``) in order and the keys computed this run."""
+    return run_points(experiment_name, out_dir, points, console)
 
 
 def _settings(cls: type, grids: dict[str, Any], grid: str, overrides: dict) -> Any:
@@ -149,30 +154,22 @@ def _settings(cls: type, grids: dict[str, Any], grid: str, overrides: dict) -> A
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(known)}")
-    return replace(grids[grid], **overrides)
-
-
-def _cached_point(
-    out_dir: Path, key: str, settings: dict, compute: Callable[[], dict], console: Console
-) -> tuple[dict, bool]:
-    """The point's result from ``out_dir/points/<key>.json`` if its settings match, else
-    ``compute()`` (then cached). Returns ``(result, computed)``."""
-    path = out_dir / "points" / f"{key}.json"
-    if path.is_file():
-        try:
-            cached = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            cached = None
-        if isinstance(cached, dict) and cached.get("settings") == settings:
-            console.print(f"  [dim]{key}: cached ({path.name})[/dim]")
-            return cached["result"], False
-        console.print(f"  [yellow]{key}: cached with other settings, recomputing[/yellow]")
-    t0 = time.perf_counter()
-    result = compute()
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"key": key, "settings": settings, "result": result})
-    return result, True
+    base = grids[grid]
+    checked = {}
+    for key, value in overrides.items():
+        default = getattr(base, key)
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        ok = (
+            isinstance(value, type(default))
+            or (isinstance(default, float) and isinstance(value, int))
+        ) and not (isinstance(value, bool) and not isinstance(default, bool))
+        if not ok:
+            raise ConfigError(
+                f"setting {key}={value!r}: expected {type(default).__name__} like {default!r}"
+            )
+        checked[key] = float(value) if isinstance(default, float) else value
+    return replace(base, **checked)
 
 
 def _shipped_float() -> torch.nn.Module:
