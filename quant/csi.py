@@ -15,6 +15,7 @@ the test set (``models.csi_data.nmse_db_scaled``), for the float model and the q
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from qphy.errors import CheckpointError, ConfigError
 from qphy.variants import Bits, parse_bits
 from quant import checkpoint
 from quant.qat_csinet import QuantAutoencoder
-from quant.trainer import AfterStep, fit, mse
+from quant.trainer import AfterStep, Callback, fit, mse
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def _fit(
     cfg: CsiConfig,
     what: str,
     after_step=None,
+    callbacks: Sequence[Callback] = (),
 ) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed + 17)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -166,7 +168,7 @@ def _fit(
         x = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen)]
         return x, x
 
-    callbacks = [] if after_step is None else [AfterStep(after_step)]
+    callbacks = [*callbacks, *([] if after_step is None else [AfterStep(after_step)])]
     result = fit(
         model, batch, mse, opt, steps=steps, scheduler=sched, callbacks=callbacks, description=what
     )

@@ -72,6 +72,7 @@ def experiment(name: str, help: str) -> Callable:
 
 
 def _load_builtin() -> None:
+    import quant.compress.exp_csi  # noqa: F401, PLC0415 - registers csinetplus-pruning/-quantization
     import quant.compress.exp_distill  # noqa: F401, PLC0415 - registers fullycon-distillation
     import quant.compress.exp_lowrank  # noqa: F401, PLC0415 - registers fullycon-lowrank
     import quant.compress.exp_pareto  # noqa: F401, PLC0415 - registers pareto-detector
