@@ -4,13 +4,11 @@ on import)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from models.fullycon import FullyConShape
 from qphy.variants import Bits
@@ -18,14 +16,12 @@ from quant.compress.distill import Distillation
 from quant.compress.experiments import (
     FINETUNE_SEED,
     _ber_cells,
-    _eval_cfg,
+    _fullycon_setup,
     _md_table,
     _measure,
     _plot,
     _print_table,
     _run_points,
-    _settings,
-    _shipped_float,
     _write,
     experiment,
 )
@@ -75,11 +71,9 @@ def fullycon_distillation(out_dir: Path, grid: str, overrides: dict) -> dict:
     from quant.qat_fullycon import QuantFullyCon  # noqa: PLC0415
     from quant.recipes import Recipe  # noqa: PLC0415
 
-    s = _settings(DistillationGrid, DISTILL_GRIDS, grid, overrides)
-    console = Console()
-    cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
-    common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
-    load = functools.cache(_shipped_float)
+    s, console, cfg, common, load = _fullycon_setup(
+        DistillationGrid, DISTILL_GRIDS, grid, overrides
+    )
     bits = Bits(s.weight_bits, s.act_bits)
 
     def teacher_point() -> dict:

@@ -4,25 +4,20 @@ FullyCon's hidden-to-hidden layers at rank r, fine-tuned (registered in
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from rich.console import Console
 
 from quant.compress.experiments import (
     BER_SEED,
     FINETUNE_SEED,
     _ber_cells,
-    _eval_cfg,
+    _fullycon_setup,
     _md_table,
     _measure,
     _plot,
     _print_table,
     _run_points,
-    _settings,
-    _shipped_float,
     _write,
     experiment,
 )
@@ -62,11 +57,7 @@ LOWRANK_GRIDS = {
     "fine-tuned: weights, FLOPs, BER 8..13 dB",
 )
 def fullycon_lowrank(out_dir: Path, grid: str, overrides: dict) -> dict:
-    s = _settings(LowRankGrid, LOWRANK_GRIDS, grid, overrides)
-    console = Console()
-    cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
-    common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
-    load = functools.cache(_shipped_float)
+    s, console, cfg, common, load = _fullycon_setup(LowRankGrid, LOWRANK_GRIDS, grid, overrides)
 
     def float_point() -> dict:
         return {"rank": None, "factorised_layers": [], **_measure(cfg, load(), "float")}

@@ -4,24 +4,19 @@ fine-tuned with masks (registered in :mod:`quant.compress.experiments` on import
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rich.console import Console
-
 from quant.compress.experiments import (
     FINETUNE_SEED,
     _ber_cells,
-    _eval_cfg,
+    _fullycon_setup,
     _md_table,
     _measure,
     _plot,
     _print_table,
     _run_points,
-    _settings,
-    _shipped_float,
     _write,
     experiment,
 )
@@ -68,11 +63,7 @@ PRUNING_GRIDS = {
     "% pruned, FLOPs, memory, BER 8..13 dB",
 )
 def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
-    s = _settings(PruningGrid, PRUNING_GRIDS, grid, overrides)
-    console = Console()
-    cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
-    common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
-    load = functools.cache(_shipped_float)  # the shipped model, loaded once if needed
+    s, console, cfg, common, load = _fullycon_setup(PruningGrid, PRUNING_GRIDS, grid, overrides)
 
     def shipped_point() -> dict:
         return {"threshold": None, **_measure(cfg, load(), "float", with_mmse=True)}

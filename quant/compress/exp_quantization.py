@@ -3,27 +3,23 @@ B-bit weights (registered in :mod:`quant.compress.experiments` on import)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from qphy.variants import Bits
 from quant.compress.accounting import FLOAT_BITS
 from quant.compress.experiments import (
     FINETUNE_SEED,
     _ber_cells,
-    _eval_cfg,
+    _fullycon_setup,
     _md_table,
     _measure,
     _plot,
     _print_table,
     _run_points,
-    _settings,
-    _shipped_float,
     _write,
     experiment,
 )
@@ -67,11 +63,7 @@ def fullycon_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
     from quant.qat_fullycon import QuantFullyCon  # noqa: PLC0415
     from quant.recipes import Recipe  # noqa: PLC0415
 
-    s = _settings(QuantizationGrid, QUANT_GRIDS, grid, overrides)
-    console = Console()
-    cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
-    common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
-    load = functools.cache(_shipped_float)  # the shipped model, loaded once if needed
+    s, console, cfg, common, load = _fullycon_setup(QuantizationGrid, QUANT_GRIDS, grid, overrides)
 
     def float_point() -> dict:
         return {"weight_bits": FLOAT_BITS, **_measure(cfg, load(), "float")}

@@ -6,13 +6,11 @@ snapping the codebooks onto an 8-bit fixed-point grid (registered in
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from qphy.variants import Bits
 from quant.compress.accounting import BIAS_BITS, FLOAT_BITS, shared_memory
@@ -20,14 +18,12 @@ from quant.compress.experiments import (
     BER_SEED,
     FINETUNE_SEED,
     _ber_cells,
-    _eval_cfg,
+    _fullycon_setup,
     _md_table,
     _measure,
     _plot,
     _print_table,
     _run_points,
-    _settings,
-    _shipped_float,
     _write,
     experiment,
 )
@@ -82,17 +78,13 @@ def fullycon_sharing(out_dir: Path, grid: str, overrides: dict) -> dict:
     from quant.qat_fullycon import QuantFullyCon  # noqa: PLC0415
     from quant.recipes import Recipe  # noqa: PLC0415
 
-    s = _settings(SharingGrid, SHARING_GRIDS, grid, overrides)
-    console = Console()
-    cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
-    common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
+    s, console, cfg, common, load = _fullycon_setup(SharingGrid, SHARING_GRIDS, grid, overrides)
     train = {
         "finetune_steps": s.finetune_steps,
         "lr": s.lr,
         "batch_size": s.batch_size,
         "finetune_seed": FINETUNE_SEED,
     }
-    load = functools.cache(_shipped_float)
 
     def float_point() -> dict:
         return {"method": "float", "weight_bits": FLOAT_BITS, **_measure(cfg, load(), "float")}

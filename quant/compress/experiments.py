@@ -19,6 +19,7 @@ The experiments themselves live in their own modules (:mod:`quant.compress.exp_p
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -171,6 +172,18 @@ def _settings(cls: type, grids: dict[str, Any], grid: str, overrides: dict) -> A
             )
         checked[key] = float(value) if isinstance(default, float) else value
     return replace(base, **checked)
+
+
+def _fullycon_setup(
+    cls: type, grids: dict[str, Any], grid: str, overrides: dict
+) -> tuple[Any, Console, QuantConfig, dict, Callable[[], torch.nn.Module]]:
+    """What every FullyCon experiment starts from: its settings (grid + overrides), a console,
+    the evaluation config, the settings every point shares (BER bits and SNRs) and a loader of
+    the shipped float model (loaded once, on first use)."""
+    s = _settings(cls, grids, grid, overrides)
+    cfg = _eval_cfg(s.batch_size, s.eval_bits_per_snr)
+    common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
+    return s, Console(), cfg, common, functools.cache(_shipped_float)
 
 
 def _shipped_float() -> torch.nn.Module:

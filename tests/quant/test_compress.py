@@ -235,7 +235,7 @@ def test_pruning_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(exp_pruning, "finetune", no_work)
     monkeypatch.setattr(experiments, "ber", no_work)
-    monkeypatch.setattr(exp_pruning, "_shipped_float", no_work)
+    monkeypatch.setattr(experiments, "_shipped_float", no_work)
     second = experiments.run_experiment("fullycon-pruning", out, grid="small")
     assert second["computed"] == []
     assert second["rows"] == json.loads((out / "fullycon-pruning.json").read_text())["rows"]

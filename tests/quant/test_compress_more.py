@@ -332,7 +332,11 @@ def _no_work(*args, **kwargs):
 def _rerun_from_cache(name, out, module, first, monkeypatch):
     from quant.compress import experiments
 
-    for target, attr in ((module, "finetune"), (module, "_shipped_float"), (experiments, "ber")):
+    for target, attr in (
+        (module, "finetune"),
+        (experiments, "_shipped_float"),
+        (experiments, "ber"),
+    ):
         monkeypatch.setattr(target, attr, _no_work)
     if hasattr(module, "ber"):
         monkeypatch.setattr(module, "ber", _no_work)
