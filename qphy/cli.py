@@ -145,6 +145,17 @@ def _print_verdict(rep: Report, out: Path) -> None:
         )
         + f"report {out / Report.FILE}"
     )
+    fit = rep.extras.get("estimated_fit") or {}
+    if fit.get("fits") is False:
+        over = ", ".join(
+            f"{k} {res[k]:,} > {fit['capacity'][k]:,} ({100 * fit['utilisation'][k]:.0f} %)"
+            for k in fit["over"]
+        )
+        print(
+            f"WARNING: FINN's estimate does not fit {rep.fpga_part}: {over}; choose a larger "
+            "--fpga-part, a slower folding (--target-cycles) or narrower activations",
+            file=sys.stderr,
+        )
 
 
 def cmd_build(args: argparse.Namespace) -> int:

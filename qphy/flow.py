@@ -203,7 +203,10 @@ def build_and_verify(
             failure = exc  # the report is written; publish it, then raise
             report = Report.read(tmp / "sim" / "run" / Report.FILE)
         times["simulation_s"] = round(time.perf_counter() - t0, 2)
-        report = report.with_extras(**(extras or {}), **verified)
+        from hw.fit import estimated_fit  # noqa: PLC0415 - finn's tables only when building
+
+        fit = estimated_fit(report.estimated_resources, report.fpga_part)
+        report = report.with_extras(**(extras or {}), **verified, estimated_fit=fit)
         report.write(tmp / Report.FILE)
         atomic_write_json(tmp / "timings.json", times)
         staged.publish()

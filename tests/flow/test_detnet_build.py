@@ -34,6 +34,8 @@ def test_detnet_builds_to_a_bit_exact_verdict(verilator, tmp_path, capsys):
     assert report["bit_exact"] is True and report["mismatches"] == 0
     assert report["vectors_checked"] == 300
     assert report["within_budget"] is True
+    assert report["estimated_fit"]["fits"] is True
+    assert report["estimated_fit"]["capacity"]["LUT"] == 71000  # xczu3eg, FINN's table
     # 2L + 1 = 5 MVAUs in a chain: latency at least one frame per layer.
     assert report["latency_cycles"] >= 5 * report["cycles_per_frame"] * 0.5
     assert math.isclose(report["latency_us"], report["latency_cycles"] / report["clock_mhz"])

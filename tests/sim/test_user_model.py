@@ -26,7 +26,8 @@ def test_user_qonnx_file_bit_exact(verilator, tmp_path):
     )
     assert report["bit_exact"] and report["vectors_checked"] == 300
     on_disk = json.loads((out / "report.json").read_text())
-    assert set(on_disk) == set(REPORT_KEYS) and on_disk["variant"] == "my_detector"
+    assert set(on_disk) == {*REPORT_KEYS, "estimated_fit"} and on_disk["variant"] == "my_detector"
+    assert on_disk["estimated_fit"]["fits"] is True
     # Half of the generated inputs saturate the input quantizer.
     x = np.load(out / "sim" / "vectors_in.npy")
     saturated = np.any((x == 127) | (x == -128), axis=1)
