@@ -149,7 +149,7 @@ def nmse(model: torch.nn.Module, x: torch.Tensor) -> float:
     return nmse_db_scaled(x, out)
 
 
-def _fit(
+def fit_autoencoder(
     model: torch.nn.Module,
     train: torch.Tensor,
     val: torch.Tensor,
@@ -160,6 +160,9 @@ def _fit(
     after_step=None,
     callbacks: Sequence[Callback] = (),
 ) -> dict:
+    """Adam (cosine schedule) on random training batches through :func:`quant.trainer.fit`,
+    autoencoder MSE; ``after_step`` (a plain function) and ``callbacks`` are trainer passes.
+    Returns the steps, the last training loss, the validation NMSE (dB) and the wall time."""
     gen = torch.Generator().manual_seed(cfg.seed + 17)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr / 20)
@@ -180,7 +183,9 @@ def _fit(
     }
 
 
-def _build(cfg: CsiConfig, state: dict | None = None) -> torch.nn.Module:
+def build(cfg: CsiConfig, state: dict | None = None) -> torch.nn.Module:
+    """The (seeded) model of ``cfg`` -- float autoencoder, or QuantAutoencoder when ``cfg.bits``
+    -- with ``state`` loaded when given (CheckpointError when it does not fit)."""
     torch.manual_seed(cfg.seed)
     model: torch.nn.Module = build_model(cfg.arch, **cfg.model_kwargs())
     if cfg.bits is not None:
@@ -206,7 +211,7 @@ def load(cfg: CsiConfig, ckpt_dir: Path | None = None) -> tuple[torch.nn.Module,
     if meta.get("variant") != cfg.name:
         raise CheckpointError(f"{path} holds {meta.get('variant')!r}, not {cfg.name!r}")
     saved = CsiConfig.from_json(meta["config"])
-    model = _build(replace(cfg, n_refine=saved.n_refine, width=saved.width), payload["state_dict"])
+    model = build(replace(cfg, n_refine=saved.n_refine, width=saved.width), payload["state_dict"])
     model.eval()
     return model, meta
 
@@ -217,12 +222,12 @@ def train(cfg: CsiConfig, ckpt_dir: Path | None = None, cache_dir: Path = DEFAUL
     torch.set_num_threads(cfg.torch_threads)
     train_x, val_x, test_x = datasets(cfg, cache_dir)
     if cfg.bits is None:
-        model = _build(cfg)
-        stats = _fit(model, train_x, val_x, cfg.float_steps, cfg.float_lr, cfg, cfg.name)
+        model = build(cfg)
+        stats = fit_autoencoder(model, train_x, val_x, cfg.float_steps, cfg.float_lr, cfg, cfg.name)
     else:
         float_model, _ = load_or_train(replace(cfg, bits=None), ckpt_dir, cache_dir)
         model = QuantAutoencoder(float_model, cfg.bits, cfg.codeword_bits)
-        stats = _fit(
+        stats = fit_autoencoder(
             model,
             train_x,
             val_x,

@@ -3,7 +3,7 @@ studies) on qphy's generated indoor/outdoor CSI, CR 4/8/16/32.
 
 * pruning: magnitude pruning ``|w| < t`` of every weight of the float CsiNet+ (encoder and
   decoder, biases kept), fine-tuned with the masks held (:class:`MaskCallback`) through the CSI
-  trainer (:func:`quant.csi._fit`, i.e. :func:`quant.trainer.fit`); test-set NMSE and the
+  trainer (:func:`quant.csi.fit_autoencoder`, i.e. :func:`quant.trainer.fit`); test-set NMSE and the
   remaining weights, encoder (the UE side, on the FPGA) and whole.
 * quantization: QAT of the encoder at ``w<B>a8`` (codeword 8 bit; the decoder stays float, as in
   the shipped variants) fine-tuned from the float model; test NMSE and the encoder's weight
@@ -110,10 +110,10 @@ def _float(s: CsiGrid, cr: int, scenario: str) -> tuple[dict, float]:
 
 
 def _float_model(s: CsiGrid, cr: int, scenario: str) -> torch.nn.Module:
-    from quant.csi import _build  # noqa: PLC0415
+    from quant.csi import build  # noqa: PLC0415
 
     state, _ = _float(s, cr, scenario)
-    return _build(_cfg(s, cr, scenario), state)
+    return build(_cfg(s, cr, scenario), state)
 
 
 def _weights(model: torch.nn.Module) -> dict:
@@ -130,7 +130,7 @@ def _weights(model: torch.nn.Module) -> dict:
 
 def _pruning_point(s: CsiGrid, cr: int, scenario: str, t: float) -> Callable[[], dict]:
     def compute() -> dict:
-        from quant.csi import _fit, datasets, nmse  # noqa: PLC0415
+        from quant.csi import datasets, fit_autoencoder, nmse  # noqa: PLC0415
 
         cfg = _cfg(s, cr, scenario)
         torch.set_num_threads(cfg.torch_threads)
@@ -140,7 +140,9 @@ def _pruning_point(s: CsiGrid, cr: int, scenario: str, t: float) -> Callable[[],
         cb = MaskCallback(masks)
         cb.on_train_begin(model)
         before = nmse(model, test_x)
-        stats = _fit(model, train_x, val_x, s.steps, s.lr, cfg, f"prune t={t:g}", callbacks=[cb])
+        stats = fit_autoencoder(
+            model, train_x, val_x, s.steps, s.lr, cfg, f"prune t={t:g}", callbacks=[cb]
+        )
         return {
             "cr": cr,
             "scenario": scenario,
@@ -159,7 +161,7 @@ def _pruning_point(s: CsiGrid, cr: int, scenario: str, t: float) -> Callable[[],
 def _quant_point(s: CsiGrid, cr: int, scenario: str, b: int) -> Callable[[], dict]:
     def compute() -> dict:
         from qphy.variants import Bits  # noqa: PLC0415
-        from quant.csi import _fit, datasets, nmse  # noqa: PLC0415
+        from quant.csi import datasets, fit_autoencoder, nmse  # noqa: PLC0415
         from quant.qat_csinet import QuantAutoencoder  # noqa: PLC0415
 
         bits = Bits(b, 8)
@@ -167,7 +169,7 @@ def _quant_point(s: CsiGrid, cr: int, scenario: str, b: int) -> Callable[[], dic
         torch.set_num_threads(cfg.torch_threads)
         train_x, val_x, test_x = datasets(cfg)
         model = QuantAutoencoder(_float_model(s, cr, scenario), bits, cfg.codeword_bits)
-        stats = _fit(
+        stats = fit_autoencoder(
             model,
             train_x,
             val_x,
