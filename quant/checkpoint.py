@@ -97,9 +97,15 @@ def load_fullycon(path: Path, bits: Bits | None) -> tuple[torch.nn.Module, dict]
     else:
         recipe = Recipe(parse_bits(meta["bits"]), per_channel_weights=meta["per_channel_weights"])
         model = QuantFullyCon(recipe, shape)
+    load_state(model, payload, path, meta["variant"])
+    return model, meta
+
+
+def load_state(model: torch.nn.Module, payload: dict, path: Path, variant: str) -> None:
+    """Load ``payload``'s state dict into ``model`` (then eval mode); a state that does not fit
+    is a CheckpointError naming the file and the variant."""
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not fit {meta['variant']}: {exc}") from exc
+        raise CheckpointError(f"{path} does not fit {variant}: {exc}") from exc
     model.eval()
-    return model, meta

@@ -339,10 +339,7 @@ def load(cfg, path):
             raise CheckpointError(f"{path} holds {m.get('variant')}, not {cfg.name}")
         recipe = Recipe(cfg.bits, per_channel_weights=m["per_channel_weights"])
         model = QuantMLP(recipe, [tuple(s) for s in m["sizes"]])
-        try:
-            model.load_state_dict(payload["state_dict"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path} does not fit {cfg.name}: {exc}") from exc
+        checkpoint.load_state(model, payload, path, cfg.name)
     if m.get("variant") != cfg.name:
         raise CheckpointError(f"{path} holds {m.get('variant')}, not {cfg.name}")
     return model.eval()

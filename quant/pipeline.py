@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -17,6 +18,40 @@ from quant.train import train_float, train_qat
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Arch:
+    """How one detector architecture is trained, saved and loaded (float and QAT)."""
+
+    load: Callable[[QuantConfig, Path], torch.nn.Module]
+    train_float: Callable[[QuantConfig], tuple[torch.nn.Module, float]]
+    train_qat: Callable[[QuantConfig, torch.nn.Module], tuple[torch.nn.Module, float]]
+    meta: Callable[[QuantConfig, torch.nn.Module, float], dict]
+
+
+def _fullycon_meta(cfg: QuantConfig, model: torch.nn.Module, loss: float) -> dict:
+    return checkpoint.fullycon_meta(
+        model.shape,
+        cfg.bits,
+        model.recipe if cfg.bits is not None else None,
+        channel=cfg.channel,
+        final_train_loss=loss,
+        train_config=cfg.to_json(),
+    )
+
+
+def _arch(cfg: QuantConfig) -> _Arch:
+    if cfg.arch == "detnet":
+        from quant import detnet_hw  # noqa: PLC0415
+
+        return _Arch(detnet_hw.load, detnet_hw.train_float, detnet_hw.train_qat, detnet_hw.meta)
+    return _Arch(
+        lambda c, path: checkpoint.load_fullycon(path, c.bits)[0],
+        lambda c: train_float(c, FullyConShape()),
+        train_qat,
+        _fullycon_meta,
+    )
+
+
 def load_or_train(
     cfg: QuantConfig, ckpt_dir: Path | None = None, retrain: bool = False
 ) -> torch.nn.Module:
@@ -26,54 +61,20 @@ def load_or_train(
     ``arch == "detnet"`` the float model is a :class:`models.detnet.DetNet` (inputs y and H)
     and the QAT model its fixed-channel MLP form (:mod:`quant.detnet_hw`).
     """
-    if cfg.arch == "detnet":
-        return _load_or_train_detnet(cfg, ckpt_dir, retrain)
+    arch = _arch(cfg)
 
     def load(path: Path) -> torch.nn.Module:
-        model, _ = checkpoint.load_fullycon(path, cfg.bits)
+        model = arch.load(cfg, path)
         log.info("loaded %s", path)
         return model
 
     def train(path: Path) -> torch.nn.Module:
         if cfg.bits is None:
-            model, loss = train_float(cfg, FullyConShape())
-            recipe = None
+            model, loss = arch.train_float(cfg)
         else:
             float_model = load_or_train(replace(cfg, bits=None), ckpt_dir, retrain=False)
-            model, loss = train_qat(cfg, float_model)
-            recipe = model.recipe
-        meta = checkpoint.fullycon_meta(
-            model.shape,
-            cfg.bits,
-            recipe,
-            channel=cfg.channel,
-            final_train_loss=loss,
-            train_config=cfg.to_json(),
-        )
-        checkpoint.save(model, path, meta)
-        log.info("saved %s", path)
-        return model
-
-    return checkpoint.load_or_train(cfg.name, ckpt_dir, load, train, retrain)
-
-
-def _load_or_train_detnet(
-    cfg: QuantConfig, ckpt_dir: Path | None, retrain: bool
-) -> torch.nn.Module:
-    from quant import detnet_hw
-
-    def load(path: Path) -> torch.nn.Module:
-        model = detnet_hw.load(cfg, path)
-        log.info("loaded %s", path)
-        return model
-
-    def train(path: Path) -> torch.nn.Module:
-        if cfg.bits is None:
-            model, loss = detnet_hw.train_float(cfg)
-        else:
-            float_model = load_or_train(replace(cfg, bits=None), ckpt_dir, retrain=False)
-            model, loss = detnet_hw.train_qat(cfg, float_model)
-        checkpoint.save(model, path, detnet_hw.meta(cfg, model, loss))
+            model, loss = arch.train_qat(cfg, float_model)
+        checkpoint.save(model, path, arch.meta(cfg, model, loss))
         log.info("saved %s", path)
         return model
 
