@@ -196,6 +196,12 @@ class Stage:
     wall_s: float
 
 
+def gain_negligible(prev_loss: float, loss: float, rel_tol: float) -> bool:
+    """The incremental stopping rule: the loss fell by less than ``rel_tol`` of the previous
+    one (relative)."""
+    return (prev_loss - loss) < rel_tol * abs(prev_loss)
+
+
 def incremental_train(
     cfg: DetNetTrainConfig,
     max_layers: int,
@@ -254,7 +260,7 @@ def incremental_train(
         if on_stage is not None:
             on_stage(full, stages[-1])
         log.info("incremental: %d layers, validation loss %.4f", active, val)
-        if rel_tol > 0 and stages[:-1] and (prev - val) < rel_tol * abs(prev):
+        if rel_tol > 0 and stages[:-1] and gain_negligible(prev, val, rel_tol):
             active -= add_layers
             break
         prev = val

@@ -26,6 +26,7 @@ not the figures).
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -47,6 +48,7 @@ from quant.compress.masks import MaskCallback, combine, sparsity
 from quant.detnet import (
     DetNetTrainConfig,
     evaluate_detnet_ber,
+    gain_negligible,
     incremental_train,
     train_detnet,
 )
@@ -133,22 +135,35 @@ def _finetune(model: DetNet, s: GreenSettings, masks, what: str) -> DetNet:
     return model
 
 
-def _row(model: DetNet, s: GreenSettings, name: str) -> dict:
+def _ber(model: DetNet, s: GreenSettings, snr_db) -> dict:
+    """BER of ``model`` at ``snr_db`` on the experiment's vectors (no baselines)."""
     det = _train_cfg(s).detection
-    res = evaluate_detnet_ber(det, {name: model}, s.snr_db, s.eval_vectors, baselines=())
+    return evaluate_detnet_ber(det, {"m": model}, snr_db, s.eval_vectors, baselines=())
+
+
+def _row(model: DetNet, s: GreenSettings) -> dict:
+    res = _ber(model, s, s.snr_db)
     return {
         "layers": model.active_layers,
         "account": detnet_account(model),
-        "ber": res["ber"][name],
-        "errors": res["errors"][name],
+        "ber": res["ber"]["m"],
+        "errors": res["errors"]["m"],
         "bits_per_snr": res["bits_simulated_per_snr"],
     }
 
 
-def _ber_at(model: DetNet, s: GreenSettings, snr: float) -> float:
-    det = _train_cfg(s).detection
-    res = evaluate_detnet_ber(det, {"m": model}, [snr], s.eval_vectors, baselines=())
-    return res["ber"]["m"][0]
+def _incremental(s: GreenSettings, callback, rel_tol: float, on_stage=None):
+    """:func:`quant.detnet.incremental_train` with the grid's stages and one regulariser."""
+    return incremental_train(
+        _train_cfg(s),
+        max_layers=s.max_layers,
+        start_layers=s.start_layers,
+        add_layers=s.add_layers,
+        steps_per_stage=s.steps_per_stage,
+        rel_tol=rel_tol,
+        callbacks=[callback],
+        on_stage=on_stage,
+    )
 
 
 def _prune(model: DetNet, s: GreenSettings, columns: bool):
@@ -170,34 +185,21 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
             cache["detnet"], _ = train_detnet(_train_cfg(s), description="DetNet")
         return cache["detnet"]
 
-    def copy(model: DetNet) -> DetNet:
-        new = DetNet(model.shape)
-        new.load_state_dict(model.state_dict())
-        return new
-
     def pruned() -> dict:
-        model = copy(baseline())
-        return _row(_finetune(model, s, _prune(model, s, False), "pruned-detnet"), s, "pruned")
+        model = copy.deepcopy(baseline())
+        return _row(_finetune(model, s, _prune(model, s, False), "pruned-detnet"), s)
 
     def regularised(callback, columns: bool, name: str):
         def compute() -> dict:
             model, _ = train_detnet(_train_cfg(s), callbacks=[callback], description=name)
-            return _row(_finetune(model, s, _prune(model, s, columns), name), s, name)
+            return _row(_finetune(model, s, _prune(model, s, columns), name), s)
 
         return compute
 
     def incremental(callback, columns: bool, name: str):
         def compute() -> dict:
-            model, stages = incremental_train(
-                _train_cfg(s),
-                max_layers=s.max_layers,
-                start_layers=s.start_layers,
-                add_layers=s.add_layers,
-                steps_per_stage=s.steps_per_stage,
-                rel_tol=s.rel_tol,
-                callbacks=[callback],
-            )
-            row = _row(_finetune(model, s, _prune(model, s, columns), name), s, name)
+            model, stages = _incremental(s, callback, s.rel_tol)
+            row = _row(_finetune(model, s, _prune(model, s, columns), name), s)
             row["stages"] = [asdict(st) for st in stages]
             return row
 
@@ -211,30 +213,21 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
                 {
                     "layers": stage.layers,
                     "val_loss": stage.val_loss,
-                    f"ber_{TABLE_SNR_DB:g}db": _ber_at(model, s, TABLE_SNR_DB),
+                    f"ber_{TABLE_SNR_DB:g}db": _ber(model, s, [TABLE_SNR_DB])["ber"]["m"][0],
                     "memory_mb": detnet_account(model)["memory_mb"],
                 }
             )
 
-        incremental_train(
-            _train_cfg(s),
-            max_layers=s.max_layers,
-            start_layers=s.start_layers,
-            add_layers=s.add_layers,
-            steps_per_stage=s.steps_per_stage,
-            rel_tol=0.0,
-            callbacks=[l1_penalty(s.l1)],
-            on_stage=on_stage,
-        )
+        _incremental(s, l1_penalty(s.l1), 0.0, on_stage)
         stop = rows[-1]["layers"]
         for prev, cur in zip(rows, rows[1:], strict=False):
-            if prev["val_loss"] - cur["val_loss"] < s.rel_tol * abs(prev["val_loss"]):
+            if gain_negligible(prev["val_loss"], cur["val_loss"], s.rel_tol):
                 stop = prev["layers"]
                 break
         return {"depths": rows, "stopping_rule_layers": stop}
 
     points = [
-        ("detnet", settings, lambda: _row(baseline(), s, "detnet")),
+        ("detnet", settings, lambda: _row(baseline(), s)),
         ("pruned-detnet", settings, pruned),
         ("r-detnet", settings, regularised(l1_penalty(s.l1), False, "r-detnet")),
         ("r-detnet-gl", settings, regularised(ColumnGroupLasso(s.gl), True, "r-detnet-gl")),
