@@ -39,12 +39,12 @@ from quant.compress.experiments import (
     _md_table,
     _plot,
     _print_table,
-    _run_points,
     _settings,
     _write,
     experiment,
 )
 from quant.compress.masks import MaskCallback, combine, sparsity
+from quant.compress.sweep import run_points
 from quant.detnet import (
     DetNetTrainConfig,
     evaluate_detnet_ber,
@@ -243,8 +243,8 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
             incremental(SparseGroupLasso(s.sgl_l1, s.sgl_gl), True, "r-i-detnet-sgl"),
         ),
     ]
-    rows, computed = _run_points(NAME, out_dir, points, console)
-    depth_rows, more = _run_points(NAME, out_dir, [("depth", settings, depth_table)], console)
+    rows, computed = run_points(NAME, out_dir, points, console)
+    depth_rows, more = run_points(NAME, out_dir, [("depth", settings, depth_table)], console)
     computed += more
     depth = depth_rows[0]
     base = rows[0]["account"]

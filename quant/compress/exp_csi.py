@@ -25,15 +25,16 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from quant.compress.accounting import account
 from quant.compress.experiments import (
     _md_table,
     _print_table,
-    _run_points,
     _settings,
     _write,
     experiment,
 )
-from quant.compress.masks import MaskCallback, magnitude_masks, prunable_layers, sparsity
+from quant.compress.masks import MaskCallback, magnitude_masks, sparsity
+from quant.compress.sweep import run_points
 
 
 @dataclass(frozen=True)
@@ -118,14 +119,10 @@ def _float_model(s: CsiGrid, cr: int, scenario: str) -> torch.nn.Module:
 
 def _weights(model: torch.nn.Module) -> dict:
     """Weights and non-zero weights of the prunable layers, encoder and whole model."""
-    out = {}
-    for part, mod in (("encoder", model.encoder), ("total", model)):
-        ws = [m.weight for m in prunable_layers(mod).values()]
-        out[part] = {
-            "weights": int(sum(w.numel() for w in ws)),
-            "nonzero": int(sum(int((w != 0).sum()) for w in ws)),
-        }
-    return out
+    return {
+        part: {"weights": acc.weights, "nonzero": acc.nonzero}
+        for part, acc in (("encoder", account(model.encoder)), ("total", account(model)))
+    }
 
 
 def _pruning_point(s: CsiGrid, cr: int, scenario: str, t: float) -> Callable[[], dict]:
@@ -133,7 +130,6 @@ def _pruning_point(s: CsiGrid, cr: int, scenario: str, t: float) -> Callable[[],
         from quant.csi import datasets, fit_autoencoder, nmse  # noqa: PLC0415
 
         cfg = _cfg(s, cr, scenario)
-        torch.set_num_threads(cfg.torch_threads)
         train_x, val_x, test_x = datasets(cfg)
         model = _float_model(s, cr, scenario)
         masks = magnitude_masks(model, t)
@@ -166,7 +162,6 @@ def _quant_point(s: CsiGrid, cr: int, scenario: str, b: int) -> Callable[[], dic
 
         bits = Bits(b, 8)
         cfg = _cfg(s, cr, scenario, bits)
-        torch.set_num_threads(cfg.torch_threads)
         train_x, val_x, test_x = datasets(cfg)
         model = QuantAutoencoder(_float_model(s, cr, scenario), bits, cfg.codeword_bits)
         stats = fit_autoencoder(
@@ -213,7 +208,7 @@ def csinetplus_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
     s = _settings(CsiGrid, GRIDS, grid, overrides)
     console = Console()
     points = _grid_points(s, s.thresholds, "t", _pruning_point)
-    rows, computed = _run_points("csinetplus-pruning", out_dir, points, console)
+    rows, computed = run_points("csinetplus-pruning", out_dir, points, console)
     header = ["scenario", "CR", "t", "pruned %", "enc. weights left", "NMSE dB", "float dB"]
     table = [
         [
@@ -235,7 +230,7 @@ def csinetplus_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
     s = _settings(CsiGrid, GRIDS, grid, overrides)
     console = Console()
     points = _grid_points(s, s.weight_bits, "b", _quant_point)
-    rows, computed = _run_points("csinetplus-quantization", out_dir, points, console)
+    rows, computed = run_points("csinetplus-quantization", out_dir, points, console)
     header = ["scenario", "CR", "B", "enc. memory saved", "NMSE dB", "float dB"]
     table = [
         [

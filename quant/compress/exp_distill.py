@@ -21,11 +21,11 @@ from quant.compress.experiments import (
     _measure,
     _plot,
     _print_table,
-    _run_points,
     _write,
     experiment,
 )
 from quant.compress.passes import finetune
+from quant.compress.sweep import run_points
 
 #: Seed of the students' initial weights: the same for the runs with and without teacher.
 INIT_SEED = 0
@@ -125,7 +125,7 @@ def fullycon_distillation(out_dir: Path, grid: str, overrides: dict) -> dict:
                 "finetune_seed": FINETUNE_SEED,
             }
             points.append((key, settings, student_point(width, with_teacher, key)))
-    rows, computed = _run_points("fullycon-distillation", out_dir, points, console)
+    rows, computed = run_points("fullycon-distillation", out_dir, points, console)
     summary = {
         "experiment": "fullycon-distillation",
         "grid": grid,

@@ -17,12 +17,12 @@ from quant.compress.experiments import (
     _measure,
     _plot,
     _print_table,
-    _run_points,
     _write,
     experiment,
 )
 from quant.compress.lowrank import factorize, hidden_ranks
 from quant.compress.passes import ber, finetune
+from quant.compress.sweep import run_points
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def fullycon_lowrank(out_dir: Path, grid: str, overrides: dict) -> dict:
             "finetune_seed": FINETUNE_SEED,
         }
         points.append((key, settings, rank_point(r, key)))
-    rows, computed = _run_points("fullycon-lowrank", out_dir, points, console)
+    rows, computed = run_points("fullycon-lowrank", out_dir, points, console)
     ref = rows[0]["account"]
     for row in rows:
         row["weights_fraction"] = row["account"]["weights"] / ref["weights"]

@@ -26,13 +26,13 @@ from quant.compress.experiments import (
     _md_table,
     _measure,
     _print_table,
-    _run_points,
     _settings,
     _shipped_float,
     _write,
     experiment,
 )
 from quant.compress.passes import finetune
+from quant.compress.sweep import run_points
 
 NAME = "pareto-detector"
 #: The SNR (dB) of the BER axis.
@@ -163,22 +163,22 @@ def pareto_detector(out_dir: Path, grid: str, overrides: dict) -> dict:
 
         return compute
 
-    common = {k: v for k, v in asdict(s).items() if k not in ("bits", "prune_fractions")}
-    common["target_cycles"] = None
+    grid_axes = ("bits", "prune_fractions", "target_cycles")
+    common = {k: v for k, v in asdict(s).items() if k not in grid_axes}
     points = []
     for bits in s.bits:
         for frac in s.prune_fractions:
             for cycles in s.target_cycles:
                 key = f"{bits}_p{round(100 * frac)}_c{cycles}"
                 settings = {
-                    **{k: v for k, v in common.items() if k != "target_cycles"},
+                    **common,
                     "bits": bits,
                     "prune_fraction": frac,
                     "target_cycles": cycles,
                     "snr_db": snr,
                 }
                 points.append((key, settings, point(bits, frac, cycles, key)))
-    rows, computed = _run_points(NAME, out_dir, points, console)
+    rows, computed = run_points(NAME, out_dir, points, console)
     _pareto(rows)
     summary = {
         "experiment": NAME,

@@ -16,12 +16,12 @@ from quant.compress.experiments import (
     _measure,
     _plot,
     _print_table,
-    _run_points,
     _write,
     experiment,
 )
 from quant.compress.masks import MaskCallback, magnitude_masks, sparsity, zero_weights
 from quant.compress.passes import finetune, no_ber_loss
+from quant.compress.sweep import run_points
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
             "finetune_seed": FINETUNE_SEED,
         }
         points.append((key, settings, pruned_point(t, key)))
-    rows, computed = _run_points("fullycon-pruning", out_dir, points, console)
+    rows, computed = run_points("fullycon-pruning", out_dir, points, console)
 
     ref = rows[0]
     for row in rows:

@@ -19,11 +19,11 @@ from quant.compress.experiments import (
     _measure,
     _plot,
     _print_table,
-    _run_points,
     _write,
     experiment,
 )
 from quant.compress.passes import finetune, no_ber_loss
+from quant.compress.sweep import run_points
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def fullycon_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
             "finetune_seed": FINETUNE_SEED,
         }
         points.append((key, settings, qat_point(b, key)))
-    rows, computed = _run_points("fullycon-quantization", out_dir, points, console)
+    rows, computed = run_points("fullycon-quantization", out_dir, points, console)
     ref = rows[0]
     dense_float = ref["account"]["dense_memory_bits"]
     for row in rows:

@@ -23,7 +23,6 @@ from quant.compress.experiments import (
     _measure,
     _plot,
     _print_table,
-    _run_points,
     _write,
     experiment,
 )
@@ -34,6 +33,7 @@ from quant.compress.sharing import (
     share_weights,
     snap_codebook_to_grid,
 )
+from quant.compress.sweep import run_points
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def fullycon_sharing(out_dir: Path, grid: str, overrides: dict) -> dict:
         key = f"qat_w{b}a{s.act_bits}"
         settings = {**common, **train, "weight_bits": b, "act_bits": s.act_bits}
         points.append((key, settings, qat_point(b, key)))
-    rows, computed = _run_points("fullycon-sharing", out_dir, points, console)
+    rows, computed = run_points("fullycon-sharing", out_dir, points, console)
     for row in rows:
         row["memory_bits"] = (
             row["shared_memory"]["memory_bits"]

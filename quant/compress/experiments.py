@@ -35,7 +35,7 @@ from qphy.errors import ConfigError
 from qphy.fsutil import atomic_write_json, atomic_write_text
 from quant.compress.accounting import account
 from quant.compress.passes import ber
-from quant.compress.sweep import ray_cluster, run_points
+from quant.compress.sweep import ray_cluster
 from quant.config import QuantConfig
 
 log = logging.getLogger(__name__)
@@ -137,18 +137,6 @@ def _measure(cfg: QuantConfig, model: torch.nn.Module, name: str, **ber_kwargs) 
     if "mmse" in res["ber"]:
         row["mmse_ber"] = res["ber"]["mmse"]
     return row
-
-
-def _run_points(
-    experiment_name: str,
-    out_dir: Path,
-    points: list[tuple[str, dict, Callable[[], dict]]],
-    console: Console,
-) -> tuple[list[dict], list[str]]:
-    """Each ``(key, settings, compute)`` point from its cache or computed, here or on the Ray
-    cluster of the run (:func:`quant.compress.sweep.run_points`); returns the rows
-    (``{"key": ..., **result}``) in order and the keys computed this run."""
-    return run_points(experiment_name, out_dir, points, console)
 
 
 def _settings(cls: type, grids: dict[str, Any], grid: str, overrides: dict) -> Any:
