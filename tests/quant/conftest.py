@@ -27,3 +27,16 @@ def calibrated(bits: Bits, shape: FullyConShape = SMALL, seed: int = 0) -> Quant
 @pytest.fixture
 def small_w4a4() -> QuantFullyCon:
     return calibrated(Bits(4, 4))
+
+
+def teacher_batches(n_in: int, n_out: int, seed: int = 1, batch: int = 64):
+    """A seeded batch source for :func:`quant.trainer.fit`: inputs ``2 N(0, 1)`` and targets
+    ``tanh(x @ T)`` for a fixed random teacher matrix T."""
+    gen = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(n_in, n_out, generator=gen)
+
+    def fn():
+        x = torch.randn(batch, n_in, generator=gen) * 2
+        return x, torch.tanh(x @ teacher)
+
+    return fn

@@ -28,24 +28,13 @@ from quant.compress import (
 )
 from quant.compress.accounting import index_bits
 from quant.trainer import fit, mse
-from tests.quant.conftest import SMALL, calibrated
+from tests.quant.conftest import SMALL, calibrated, teacher_batches
 from tests.sim.conftest import verilator  # noqa: F401 - the shared skip-or-fail fixture
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
-
-
-def _batches(n_in: int, n_out: int, seed: int = 1, batch: int = 64):
-    gen = torch.Generator().manual_seed(seed)
-    teacher = torch.randn(n_in, n_out, generator=gen)
-
-    def fn():
-        x = torch.randn(batch, n_in, generator=gen) * 2
-        return x, torch.tanh(x @ teacher)
-
-    return fn
 
 
 def _median_threshold(model: nn.Module) -> float:
@@ -68,9 +57,8 @@ def test_masks_hold_zeros_through_qat_training_and_export(tmp_path):
     masks = magnitude_masks(model, _median_threshold(model))
     assert 0.45 < sparsity(masks) < 0.55
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)  # large lr: moments push zeros away
-    fit(
-        model, _batches(SMALL.n_rx, SMALL.k_tx), mse, opt, steps=30, callbacks=[MaskCallback(masks)]
-    )
+    batches = teacher_batches(SMALL.n_rx, SMALL.k_tx)
+    fit(model, batches, mse, opt, steps=30, callbacks=[MaskCallback(masks)])
     layers = dict(model.named_modules())
     for name, mask in masks.items():
         assert torch.all(layers[name].weight[~mask] == 0)
@@ -176,13 +164,13 @@ def test_shrunk_float_model_equals_the_masked_original_exactly():
 def test_shrunk_qat_model_is_bit_exact_after_masked_finetuning():
     model = calibrated(Bits(4, 4), FullyConShape(n_rx=12, k_tx=6, hidden=32, n_hidden_layers=2))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    fit(model, _batches(12, 6), mse, opt, steps=10, callbacks=[GroupLasso(1e-3)])
+    fit(model, teacher_batches(12, 6), mse, opt, steps=10, callbacks=[GroupLasso(1e-3)])
     keep = neuron_masks(model, fraction=0.4, multiple_of=4)
     assert [int(k.sum()) for k in keep] == [20, 20]
     wm = neuron_weight_masks(model, keep)
     assert wm["net.2"].shape == (32, 32) and int(wm["net.2"].sum()) == 20 * 20
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    fit(model, _batches(12, 6, seed=2), mse, opt, steps=10, callbacks=[ZeroNeurons(keep)])
+    fit(model, teacher_batches(12, 6, seed=2), mse, opt, steps=10, callbacks=[ZeroNeurons(keep)])
     small = shrink(model, keep)
     assert small.shape.widths == (20, 20) and small.recipe == model.recipe
     x = torch.randn(512, 12) * 3

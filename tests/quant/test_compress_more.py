@@ -28,23 +28,12 @@ from quant.compress import (
 )
 from quant.compress.sharing import kmeans_1d
 from quant.trainer import fit, mse
-from tests.quant.conftest import SMALL
+from tests.quant.conftest import SMALL, teacher_batches
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
-
-
-def _batches(n_in: int, n_out: int, seed: int = 1, batch: int = 64):
-    gen = torch.Generator().manual_seed(seed)
-    teacher = torch.randn(n_in, n_out, generator=gen)
-
-    def fn():
-        x = torch.randn(batch, n_in, generator=gen) * 2
-        return x, torch.tanh(x @ teacher)
-
-    return fn
 
 
 def _float_small(seed: int = 0) -> FullyCon:
@@ -79,7 +68,7 @@ def test_shared_layers_stay_tied_through_finetuning(bits):
     index_before = {n: b.index.clone() for n, b in books.items()}
     centroids_before = {n: b.centroids.clone() for n, b in books.items()}
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)  # large lr: weights try to drift apart
-    res = fit(model, _batches(12, 6), mse, opt, steps=20, callbacks=[WeightSharing(books)])
+    res = fit(model, teacher_batches(12, 6), mse, opt, steps=20, callbacks=[WeightSharing(books)])
     assert res.steps == 20
     layers = dict(model.named_modules())
     for name, book in books.items():
@@ -133,7 +122,7 @@ def test_snapped_codebook_is_integers_times_power_of_two_per_channel(per_channel
         model.net[2].weight[0, 0] = 3.0
     books = share_weights(model, 3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    fit(model, _batches(12, 6), mse, opt, steps=5, callbacks=[WeightSharing(books)])
+    fit(model, teacher_batches(12, 6), mse, opt, steps=5, callbacks=[WeightSharing(books)])
     before = {n: m.weight.detach().clone() for n, m in model.named_modules() if n in ("net.2",)}
     snap = snap_codebook_to_grid(model, 8, per_channel=per_channel)
     layers = dict(model.named_modules())
@@ -219,8 +208,8 @@ def test_rank_r_is_the_best_rank_r_approximation_with_the_right_counts():
     assert acc.dense_memory_bits == 32 * (weights + 32 * 3 + 6)
     # Fine-tuning through the one trainer keeps the factorised structure and learns.
     opt = torch.optim.Adam(low.parameters(), lr=1e-2)
-    res0 = fit(low, _batches(12, 6), mse, torch.optim.SGD(low.parameters(), lr=0.0), steps=3)
-    res = fit(low, _batches(12, 6), mse, opt, steps=60)
+    res0 = fit(low, teacher_batches(12, 6), mse, torch.optim.SGD(low.parameters(), lr=0.0), steps=3)
+    res = fit(low, teacher_batches(12, 6), mse, opt, steps=60)
     assert res.mean_recent_loss < res0.mean_recent_loss
     assert low.net[2].first.weight.shape == (5, 32)
 
