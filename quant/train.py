@@ -7,6 +7,8 @@ transmitted BPSK symbols, as for the FullyCon/DetNet family.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from models.fullycon import FullyCon, FullyConShape
@@ -23,7 +25,6 @@ def fit_detector(
 ) -> float:
     """Adam on fresh batches for ``steps`` steps; returns the mean loss of the last 100 steps."""
     torch.set_num_threads(cfg.torch_threads)
-    det = detection_config(cfg)
     gen = torch.Generator().manual_seed(cfg.seed + (0 if cfg.bits is None else 1))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     # Halve the learning rate twice over the run: a smoother end for both float and QAT.
@@ -31,15 +32,25 @@ def fit_detector(
         opt, milestones=[int(steps * 0.6), int(steps * 0.85)], gamma=0.5
     )
 
+    batches = detector_batches(cfg, gen)
+    result = fit(model, batches, mse, opt, steps=steps, scheduler=sched, description=what)
+    return result.mean_recent_loss
+
+
+def detector_batches(
+    cfg: QuantConfig, gen: torch.Generator
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """A batch source for :func:`quant.trainer.fit`: each call draws ``cfg.batch_size`` fresh
+    vectors ``(y, x)`` of the config's channel, one SNR per vector uniform in its training range."""
+    det = detection_config(cfg)
+
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        snr = cfg.train_snr_db_min + (cfg.train_snr_db_max - cfg.train_snr_db_min) * torch.rand(
-            cfg.batch_size, generator=gen
-        )
+        lo, hi = cfg.train_snr_db_min, cfg.train_snr_db_max
+        snr = lo + (hi - lo) * torch.rand(cfg.batch_size, generator=gen)
         y, x, _, _ = sample_batch(det, cfg.batch_size, snr, gen)
         return y, x
 
-    result = fit(model, batch, mse, opt, steps=steps, scheduler=sched, description=what)
-    return result.mean_recent_loss
+    return batch
 
 
 def train_float(cfg: QuantConfig, shape: FullyConShape | None = None) -> tuple[FullyCon, float]:

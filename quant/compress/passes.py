@@ -15,10 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from models.mimo import sample_batch
 from quant.config import QuantConfig
-from quant.data import detection_config
 from quant.evaluate import evaluate_ber
+from quant.train import detector_batches
 from quant.trainer import Callback, FitResult, fit, mse
 
 
@@ -44,17 +43,9 @@ def finetune(
         description: Label of the progress bar.
     """
     torch.set_num_threads(cfg.torch_threads)
-    det = detection_config(cfg)
-    gen = torch.Generator().manual_seed(seed)
-
-    def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        lo, hi = cfg.train_snr_db_min, cfg.train_snr_db_max
-        snr = lo + (hi - lo) * torch.rand(cfg.batch_size, generator=gen)
-        y, x, _, _ = sample_batch(det, cfg.batch_size, snr, gen)
-        return y, x
-
+    batches = detector_batches(cfg, torch.Generator().manual_seed(seed))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    return fit(model, batch, mse, opt, steps=steps, callbacks=callbacks, description=description)
+    return fit(model, batches, mse, opt, steps=steps, callbacks=callbacks, description=description)
 
 
 def ber(
