@@ -202,7 +202,7 @@ def generate(
         The generated files, at their final paths.
     """
     b = _board(board)
-    with StagedDir(out_dir) as staged:
+    with StagedDir(out_dir, "vivado", inputs=(Path(hw_dir),)) as staged:
         files = _write_flow(Path(hw_dir), b, staged.path, saif, saif_strip_path)
         rel = [f.relative_to(staged.path) for f in files]
         final = staged.publish()
@@ -309,7 +309,7 @@ def run_vivado(
     out_dir = Path(out_dir)
     if not (out_dir / MANIFEST_FILE).is_file():
         raise ConfigError(f"{out_dir} holds no generated Vivado flow; run generate() first")
-    with StagedDir(out_dir) as staged:
+    with StagedDir(out_dir, "vivado") as staged:
         # a re-run starts its own build dir afresh; the other mode's results are kept
         build = out_dir / "build"
         shutil.copytree(
@@ -352,7 +352,7 @@ def build_bitstream(
     b = _board(board)
     vivado = require_vivado()
     out_dir = Path(out_dir)
-    with StagedDir(out_dir) as staged:
+    with StagedDir(out_dir, "vivado", inputs=(Path(hw_dir),)) as staged:
         _write_flow(Path(hw_dir), b, staged.path, saif, saif_strip_path)
         failure_log = staged.out_dir.with_name(f"{staged.out_dir.name}.vivado_{mode}.log")
         run = _run_in(staged.path, mode, vivado, jobs, timeout_s, failure_log)

@@ -14,7 +14,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from hw.config import HwBuildConfig
 from hw.steps import PRESETS, STEPS
 from hw.toolchain import finn_environment
-from qphy.errors import ConfigError, MalformedModelError
+from qphy.errors import ConfigError, HwStepError, MalformedModelError
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,11 @@ def run_build(model_path: Path, cfg: HwBuildConfig, build_dir: Path | None = Non
         for name in names:
             t0 = time.perf_counter()
             log.info("hw step %s", name)
-            model = STEPS[name](model, cfg)
+            try:
+                model = STEPS[name](model, cfg)
+            except AssertionError as exc:  # FINN states most of its refusals as asserts
+                why = str(exc).strip() or "an internal check failed"
+                raise HwStepError(f"hw step {name}: FINN refused the model: {why}") from exc
             times[name] = round(time.perf_counter() - t0, 3)
             model.save(str(inter / f"{all_names.index(name) + 1:02d}_{name}.onnx"))
             log.info("hw step %s done in %.2f s", name, times[name])

@@ -17,6 +17,7 @@ from pathlib import Path
 from qphy import defaults, targets
 from qphy.contracts import Report
 from qphy.errors import ConfigError, run_command
+from qphy.fsutil import check_out_dir, claimed_dir
 from qphy.targets import HwDefaults, Option
 from qphy.variants import parse_bits
 
@@ -72,22 +73,38 @@ def _target_config(args: argparse.Namespace, bits):
     return target, target.config(bits, **values)
 
 
+#: ``--bits`` when not given (argparse.SUPPRESS keeps it absent, so `build onnx` can refuse it).
+DEFAULT_BITS = parse_bits("w4a4")
+
+
+def _bits(args: argparse.Namespace):
+    return getattr(args, "bits", DEFAULT_BITS)
+
+
+def _inputs(args: argparse.Namespace) -> tuple[Path, ...]:
+    """What the command reads that ``--out`` must not swallow."""
+    found = [getattr(args, "checkpoint_dir", None), getattr(args, "path", None)]
+    return tuple(Path(p) for p in found if p is not None)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    target, cfg = _target_config(args, args.bits)
+    target, cfg = _target_config(args, _bits(args))
     print(target.train(cfg, args.checkpoint_dir))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    target, cfg = _target_config(args, args.bits)
-    print(target.evaluate(cfg, Path(args.out), args.checkpoint_dir))
+    target, cfg = _target_config(args, _bits(args))
+    with claimed_dir(args.out, "evaluate", _inputs(args)) as out:
+        print(target.evaluate(cfg, out, args.checkpoint_dir))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from qphy.flow import export_stage
 
-    target, cfg = _target_config(args, args.bits)
+    target, cfg = _target_config(args, _bits(args))
+    check_out_dir(args.out, "export", _inputs(args))
     rep = export_stage(target, cfg, Path(args.out), args.vectors, args.checkpoint_dir)
     print(
         f"exported {rep['variant']} to {args.out}: QONNX == Brevitas on {rep['vectors_checked']}"
@@ -165,12 +182,24 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.target == "onnx":
         if args.path is None:
             raise ConfigError("qphy build onnx needs the path of a QONNX file")
+        unused = [f for f, o in _all_options().items() if getattr(args, o.dest, None) is not None]
+        unused += ["--bits"] if hasattr(args, "bits") else []
+        unused += ["--checkpoint-dir"] if args.checkpoint_dir is not None else []
+        if unused:
+            raise ConfigError(
+                f"{', '.join(unused)}: not used by `build onnx` (the QONNX file carries its own "
+                "bit widths and weights)"
+            )
+        if not Path(args.path).is_file():
+            raise ConfigError(f"{args.path}: no such model file")
+        check_out_dir(out, "build", _inputs(args))
         hw_cfg, sim_cfg = _hw_sim_configs(args, HwDefaults())
         rep = flow.build_onnx(Path(args.path), out, hw_cfg, sim_cfg)
     else:
         if args.path is not None:
             raise ConfigError(f"unexpected argument '{args.path}' for the {args.target}")
-        target, cfg = _target_config(args, args.bits)
+        target, cfg = _target_config(args, _bits(args))
+        check_out_dir(out, "build", _inputs(args))
         hw_cfg, sim_cfg = _hw_sim_configs(args, target.hw_defaults(cfg))
         rep = flow.build_target(target, cfg, out, hw_cfg, sim_cfg, args.checkpoint_dir)
     _print_verdict(rep, out)
@@ -182,6 +211,7 @@ def cmd_bitstream(args: argparse.Namespace) -> int:
     from bitstreams.build import build_bitstream
 
     mode = "ooc" if args.command == "synth" else "bitstream"
+    check_out_dir(args.out, "vivado", (Path(args.build_dir),))
     res = build_bitstream(Path(args.build_dir), args.board, Path(args.out), mode, saif=args.saif)
     rep = res.get("reports", {})
     timing = rep.get("timing", {})
@@ -206,7 +236,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[key] = raw
-    run_experiment(args.name, Path(args.out), args.grid, overrides, ray_address=args.ray)
+    with claimed_dir(args.out, "experiment", keep_on_failure=True) as out:
+        run_experiment(args.name, out, args.grid, overrides, ray_address=args.ray)
     print(f"experiment {args.name} ({args.grid} grid): results in {args.out}")
     return 0
 
@@ -237,9 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("path", nargs="?", default=None, help="QONNX file (`build onnx`)")
         sp.add_argument(
             "--bits",
-            default=parse_bits("w4a4"),
+            default=argparse.SUPPRESS,
             type=_bits_or_float if allow_float else parse_bits,
-            help="w<W>a<A> (2..8 bits each)" + (" or float" if allow_float else ""),
+            help="w<W>a<A> (2..8 bits each, default w4a4)" + (" or float" if allow_float else ""),
         )
         _target_options(sp)
         sp.add_argument(

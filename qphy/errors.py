@@ -91,6 +91,19 @@ class LatencyBudgetError(PipelineError):
     """A measured latency exceeds its budget."""
 
 
+class HwStepError(PipelineError):
+    """A hardware build step (FINN's or ours) refused the model or the options; names the step."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so every ``finally`` and context manager runs
+    (staging folders and cache temporaries removed, child process groups ended), as for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signum)
+
+
 class ContractError(PipelineError):
     """A stage hand-off file (manifest, host spec, sim job, report) is of an unknown version or
     does not have the shape its contract defines."""
@@ -99,10 +112,21 @@ class ContractError(PipelineError):
 def run_command(prog: str, build_parser, argv=None, quiet_loggers: tuple[str, ...] = ()) -> int:
     """Parse ``argv`` with ``build_parser()`` and run ``args.func(args)`` as a command line does:
     a user error (PipelineError) becomes one line ``<prog>: error: <Name>: <message>`` on stderr
-    and its exit code; Ctrl-C exits 130. Shared by ``qphy`` and the board's ``qphy-board``."""
+    and its exit code; SIGINT, SIGTERM and SIGHUP end it cleanly (every staging folder removed)
+    with 128 + the signal's number. Shared by ``qphy`` and the board's ``qphy-board``."""
     import logging
+    import signal
     import sys
 
+    def _raise(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, _raise)
+        except (ValueError, OSError):  # not the main thread (an embedding caller): leave it
+            pass
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(
@@ -113,8 +137,16 @@ def run_command(prog: str, build_parser, argv=None, quiet_loggers: tuple[str, ..
             logging.getLogger(name).setLevel(logging.WARNING)
         return args.func(args)
     except PipelineError as exc:
-        print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        one_line = " ".join(str(exc).split())  # tools' messages may span lines
+        print(f"{prog}: error: {type(exc).__name__}: {one_line}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(
+            f"{prog}: interrupted by {signal.Signals(signum).name}; partial outputs removed",
+            file=sys.stderr,
+        )
+        return 128 + signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -65,19 +65,33 @@ def onnx_export_stage(
     from hw.steps import cleanup_keep_names  # noqa: PLC0415
 
     path = Path(path)
-    check_qonnx_supported(cleanup_keep_names(load_model(path)))
+    user = load_model(path)
+    name = user.graph.input[0].name
+    check_batch_one(tuple(user.get_tensor_shape(name)), name)
+    check_qonnx_supported(cleanup_keep_names(user))
     model = load_reference(path)
     shape = tuple(model.get_tensor_shape(model.graph.input[0].name))[1:]
     x = random_inputs(shape, n_vectors, seed, SATURATE_SCALE)
     y = execute_batch(model, x).reshape(len(x), -1)
     report = {"variant": variant or path.stem.split(".")[0], "source": str(path.resolve())}
-    with StagedDir(out_dir) as staged:
+    with StagedDir(out_dir, "export", inputs=(path,)) as staged:
         shutil.copyfile(path, staged.path / MODEL_FILE)
         np.save(staged.path / GOLDEN_IN, x)
         np.save(staged.path / GOLDEN_OUT, y.astype(np.float32))
         atomic_write_json(staged.path / EXPORT_REPORT, report)
         staged.publish()
     return report
+
+
+def check_batch_one(shape: tuple, input_name: str) -> None:
+    """The accelerator streams one vector per frame: a graph exported for a batch of B vectors
+    would be built as one frame of B vectors, and every per-vector figure would be off by B."""
+    if shape and shape[0] != 1:
+        raise MalformedModelError(
+            f"graph input '{input_name}' has batch {shape[0]} (shape {list(shape)}): export the "
+            "model with batch 1 (e.g. torch.zeros(1, ...) as the example input); the "
+            "accelerator streams one vector at a time"
+        )
 
 
 def hw_stage(export_dir: Path, hw_dir: Path, hw_cfg) -> Manifest:
@@ -167,13 +181,15 @@ def build_and_verify(
     hw_cfg=None,
     sim_cfg=None,
     extras: dict | None = None,
+    inputs: tuple = (),
 ) -> Report:
     """export -> hw -> vectors -> sim into ``out_dir``; returns the Report (also report.json).
 
     ``export`` is an export directory (copied into OUT/export) or a function writing one into
     the path it is given. The export's golden vectors come first; if ``sim_cfg.n_vectors`` asks
     for more, seeded extra vectors (half saturating) get their golden outputs from qonnx.
-    ``extras`` (the target's figures) are added to the report.
+    ``extras`` (the target's figures) are added to the report. ``inputs`` (the user's model,
+    checkpoint folder) may not lie inside ``out_dir`` (see :func:`qphy.fsutil.check_out_dir`).
     """
     from hw.config import HwBuildConfig  # noqa: PLC0415
     from sim.config import SimConfig  # noqa: PLC0415
@@ -182,7 +198,7 @@ def build_and_verify(
     hw_cfg, sim_cfg = hw_cfg or HwBuildConfig(), sim_cfg or SimConfig()
     times: dict[str, float] = {}
     failure: Exception | None = None
-    with StagedDir(out_dir) as staged:
+    with StagedDir(out_dir, "build", inputs) as staged:
         tmp = staged.path
         t0 = time.perf_counter()
         if callable(export):
@@ -225,6 +241,7 @@ def build_target(target: Target, cfg, out_dir: Path, hw_cfg, sim_cfg, ckpt_dir=N
         hw_cfg,
         sim_cfg,
         extras,
+        inputs=(ckpt_dir,) if ckpt_dir else (),
     )
 
 
@@ -238,4 +255,5 @@ def build_onnx(path: Path, out_dir: Path, hw_cfg=None, sim_cfg=None, variant=Non
         out_dir,
         hw_cfg,
         sim_cfg,
+        inputs=(Path(path),),
     )

@@ -207,7 +207,7 @@ def export_verified(
     """
     host = host or HostExtras()
     check_decisions = host.decision == "sign"
-    with StagedDir(out_dir) as staged:
+    with StagedDir(out_dir, "export") as staged:
         tmp = staged.path
         torch_model.eval()
         export_qonnx(

@@ -272,7 +272,7 @@ def pack_board_dir(out_dir: Path, bitstream_dir: Path, board_dir: Path) -> list[
     for rel in PYTHON_FILES:
         # the README is documentation: an installed (non-editable) qphy may not carry it
         copies[rel] = _opt(_REPO / rel) if rel.endswith(".md") else _REPO / rel
-    with StagedDir(board_dir) as staged:
+    with StagedDir(board_dir, "board", inputs=(Path(out_dir), Path(bitstream_dir))) as staged:
         written = []
         for rel, src in copies.items():
             if src is None:

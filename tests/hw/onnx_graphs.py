@@ -173,3 +173,37 @@ def conv_window_chain(
     if pointwise:
         model.set_initializer("w_pw", np.zeros((mh, pointwise), dtype=np.float32))
     return model
+
+
+def tiny_mlp_graph(path: Path, batch: int = 1, n_in: int = 8, n_out: int = 4) -> Path:
+    """Quant(8-bit in) -> MatMul(4-bit weights) -> Relu -> Quant(4-bit unsigned): the smallest
+    graph qphy builds (one MVAU, thresholds); ``batch`` > 1 to test the batch refusal."""
+    rng = np.random.default_rng(1)
+    q0, i0 = _quant("QuantIn", "x", "xq", 0.0625, 8)
+    wq, iw = _quant("QuantW", "W", "Wq", 1.0, 4)
+    q1, i1 = _quant("QuantOut", "r", "y", 0.5, 4, signed=0)
+    w = helper.make_tensor(
+        "W",
+        TensorProto.FLOAT,
+        [n_in, n_out],
+        rng.integers(-7, 8, (n_in, n_out)).astype(np.float32).ravel(),
+    )
+    nodes = [
+        q0,
+        wq,
+        helper.make_node("MatMul", ["xq", "Wq"], ["h"], name="fc"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        q1,
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, n_out])],
+        initializer=i0 + iw + i1 + [w],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)]
+    )
+    path.write_bytes(model.SerializeToString())
+    return path
