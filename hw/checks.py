@@ -10,6 +10,7 @@ from __future__ import annotations
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 
+from hw.names import display
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
 
 #: QONNX ops the streamline + HW conversion turns into MVAU/Thresholding layers (or absorbs).
@@ -239,7 +240,7 @@ def check_hw_supported(
             hint = "not converted to a sliding-window generator (check the conv's geometry)"
         else:
             hint = _hint(node.op_type, "no HW layer for this op")
-        bad.append(UnsupportedNode(node.name, node.op_type, hint))
+        bad.append(UnsupportedNode(display(node), node.op_type, hint))
     if bad:
         raise UnsupportedLayerError(bad, stage=stage)
 
@@ -259,6 +260,6 @@ def check_rtl_specialized(model: ModelWrapper) -> None:
             hint = "HLS-only layer; finn-hlslib is not shipped, so no HLS layer can be built"
         else:
             hint = "not an RTL layer qphy can stitch"
-        bad.append(UnsupportedNode(node.name, node.op_type, hint))
+        bad.append(UnsupportedNode(display(node), node.op_type, hint))
     if bad:
         raise UnsupportedLayerError(bad, stage="SpecializeLayers")

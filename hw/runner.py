@@ -12,6 +12,7 @@ from pathlib import Path
 from qonnx.core.modelwrapper import ModelWrapper
 
 from hw.config import HwBuildConfig
+from hw.names import keep_user_names, tag_user_names
 from hw.steps import PRESETS, STEPS
 from hw.toolchain import finn_environment
 from qphy.errors import ConfigError, HwStepError, MalformedModelError
@@ -95,7 +96,8 @@ def run_build(model_path: Path, cfg: HwBuildConfig, build_dir: Path | None = Non
     else:
         model = load_model(Path(model_path))
     times: dict[str, float] = {}
-    with finn_environment(build_dir):
+    tag_user_names(model)
+    with finn_environment(build_dir), keep_user_names():
         for name in names:
             t0 = time.perf_counter()
             log.info("hw step %s", name)

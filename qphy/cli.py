@@ -162,6 +162,13 @@ def _print_verdict(rep: Report, out: Path) -> None:
         )
         + f"report {out / Report.FILE}"
     )
+    folding = rep.extras.get("folding_target") or {}
+    if folding.get("met") is False:
+        print(
+            f"WARNING: folding target {folding['target_cycles']} cycles/frame not met "
+            f"({folding['achieved_cycles_per_frame']}): {folding['why']}",
+            file=sys.stderr,
+        )
     fit = rep.extras.get("estimated_fit") or {}
     if fit.get("fits") is False:
         over = ", ".join(

@@ -220,9 +220,12 @@ def build_and_verify(
             report = Report.read(tmp / "sim" / "run" / Report.FILE)
         times["simulation_s"] = round(time.perf_counter() - t0, 2)
         from hw.fit import estimated_fit  # noqa: PLC0415 - finn's tables only when building
+        from hw.layer_report import layer_report, write_svg  # noqa: PLC0415
 
         fit = estimated_fit(report.estimated_resources, report.fpga_part)
-        report = report.with_extras(**(extras or {}), **verified, estimated_fit=fit)
+        layers = layer_report(tmp / "hw")
+        write_svg(layers, tmp / "accelerator.svg")
+        report = report.with_extras(**(extras or {}), **verified, estimated_fit=fit, **layers)
         report.write(tmp / Report.FILE)
         atomic_write_json(tmp / "timings.json", times)
         staged.publish()
