@@ -150,7 +150,7 @@ def check_qonnx_supported(model: ModelWrapper) -> None:
             )
     graph_in = model.graph.input[0].name
     consumers = model.find_consumers(graph_in) or []
-    if not any(n.op_type == "Quant" for n in consumers):
+    if not any(n.op_type in ("Quant", "BipolarQuant") for n in consumers):
         for n in consumers:
             if n.op_type in QONNX_SUPPORTED:
                 bad.append(

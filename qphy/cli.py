@@ -22,6 +22,9 @@ from qphy.variants import parse_bits
 
 log = logging.getLogger("qphy")
 
+#: --bits when not given (train/evaluate/export/build of a registered target).
+_DEFAULT_BITS = "w4a4"
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises ConfigError instead of printing usage and exiting."""
@@ -31,7 +34,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _bits_or_float(text: str):
-    return None if text == "float" else parse_bits(text)
+    return "float" if text == "float" else parse_bits(text)
+
+
+def _bits(args: argparse.Namespace):
+    """--bits as given, w4a4 if not given, None for float (given as ``float``)."""
+    if args.bits is None:
+        return parse_bits(_DEFAULT_BITS)
+    return None if args.bits == "float" else args.bits
 
 
 def _all_options() -> dict[str, Option]:
@@ -73,13 +83,13 @@ def _target_config(args: argparse.Namespace, bits):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    target, cfg = _target_config(args, args.bits)
+    target, cfg = _target_config(args, _bits(args))
     print(target.train(cfg, args.checkpoint_dir))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    target, cfg = _target_config(args, args.bits)
+    target, cfg = _target_config(args, _bits(args))
     print(target.evaluate(cfg, Path(args.out), args.checkpoint_dir))
     return 0
 
@@ -87,7 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from qphy.flow import export_stage
 
-    target, cfg = _target_config(args, args.bits)
+    target, cfg = _target_config(args, _bits(args))
     rep = export_stage(target, cfg, Path(args.out), args.vectors, args.checkpoint_dir)
     print(
         f"exported {rep['variant']} to {args.out}: QONNX == Brevitas on {rep['vectors_checked']}"
@@ -165,12 +175,24 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.target == "onnx":
         if args.path is None:
             raise ConfigError("qphy build onnx needs the path of a QONNX file")
+        unused = [f for f, o in _all_options().items() if getattr(args, o.dest, None) is not None]
+        unused += ["--bits"] if args.bits is not None else []
+        unused += ["--checkpoint-dir"] if args.checkpoint_dir is not None else []
+        if unused:
+            raise ConfigError(
+                f"{', '.join(sorted(unused))}: not used by `build onnx` (the QONNX file fixes "
+                "the model and its bit widths)"
+            )
         hw_cfg, sim_cfg = _hw_sim_configs(args, HwDefaults())
-        rep = flow.build_onnx(Path(args.path), out, hw_cfg, sim_cfg)
+        rep = flow.build_onnx(
+            Path(args.path), out, hw_cfg, sim_cfg, input_precision=args.input_precision
+        )
     else:
         if args.path is not None:
             raise ConfigError(f"unexpected argument '{args.path}' for the {args.target}")
-        target, cfg = _target_config(args, args.bits)
+        if args.input_precision is not None:
+            raise ConfigError("--input-precision: for `build onnx` only (a QONNX file's input)")
+        target, cfg = _target_config(args, _bits(args))
         hw_cfg, sim_cfg = _hw_sim_configs(args, target.hw_defaults(cfg))
         rep = flow.build_target(target, cfg, out, hw_cfg, sim_cfg, args.checkpoint_dir)
     _print_verdict(rep, out)
@@ -237,9 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("path", nargs="?", default=None, help="QONNX file (`build onnx`)")
         sp.add_argument(
             "--bits",
-            default=parse_bits("w4a4"),
+            default=None,
             type=_bits_or_float if allow_float else parse_bits,
-            help="w<W>a<A> (2..8 bits each)" + (" or float" if allow_float else ""),
+            help=f"w<W>a<A> (2..8 bits each; default {_DEFAULT_BITS})"
+            + (" or float" if allow_float else ""),
         )
         _target_options(sp)
         sp.add_argument(
@@ -284,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tie-break among foldings that meet the target",
     )
     sp.add_argument("--fifo-sizing", default=None, choices=[f.value for f in FifoSizing])
+    sp.add_argument(
+        "--input-precision",
+        default=None,
+        help="build onnx, graphs without an input quantizer: the input's precision, "
+        "fixed<W,I> | ufixed<W,I> | int<W> (W bits incl. sign, I integer bits, as ap_fixed)",
+    )
     sp.add_argument(
         "--bench",
         default="harness",

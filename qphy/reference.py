@@ -184,9 +184,10 @@ def float_tail(model: ModelWrapper) -> FloatTail | None:
     an UnsupportedLayerError naming the node.
     """
     from qphy.errors import UnsupportedLayerError, UnsupportedNode  # noqa: PLC0415
+    from qphy.intake import walk_post  # noqa: PLC0415
 
     path = []
-    name = model.graph.output[0].name
+    _, name = walk_post(model)  # Softmax/ArgMax/... after the integers run on the host
     while True:
         node = model.find_producer(name)
         if node is None:

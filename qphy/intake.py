@@ -1,0 +1,143 @@
+"""Where a user's QONNX graph splits into host head, accelerator and host tail (qonnx, no finn).
+
+    graph input --head (float: shape ops, normalisation)--> first quantizer --accelerator-->
+    last integer output (+ scale/bias) --post (Softmax, ArgMax, ...)--> graph output
+
+The hw build cuts the head and the post nodes off (:mod:`hw.legalize`); the flow uses the same
+walks on the ORIGINAL graph to check the host's integers against qonnx's execution of it.
+Also parses ``--input-precision`` (hls4ml's ``ap_fixed<W,I>`` notation).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qphy.errors import ConfigError, UnsupportedLayerError, UnsupportedNode
+from qphy.host_ops import HEAD_OPS, POST_OPS
+
+QUANT_OPS = ("Quant", "BipolarQuant")
+LINEAR_OPS = ("MatMul", "Gemm", "Conv")
+#: Widest input the RTL layers take (MVAU_rtl / Thresholding_rtl as qphy builds them).
+MAX_INPUT_BITS = 8
+
+_NO_QUANT_HINT = (
+    "the graph input reaches this layer without a quantizer: declare the input's precision "
+    "with --input-precision fixed<W,I> | ufixed<W,I> | int<W> (as hls4ml's ap_fixed), or add "
+    "an input quantizer (QuantIdentity)"
+)
+
+
+@dataclass(frozen=True)
+class Head:
+    """The float nodes from the graph input to the first quantizer (in order), the quantizer,
+    and the node the walk stopped at when there is none (a linear layer without input
+    quantizer, or an op the host head cannot run)."""
+
+    nodes: tuple
+    quant: object | None
+    stop: object | None
+
+
+def _is_const(model: ModelWrapper, name: str) -> bool:
+    return name == "" or model.get_initializer(name) is not None
+
+
+def walk_head(model: ModelWrapper) -> Head:
+    """Follow the graph input through single-consumer float ops with constant operands."""
+    name, nodes = model.graph.input[0].name, []
+    while True:
+        consumers = model.find_consumers(name) or []
+        if len(consumers) != 1:
+            return Head(tuple(nodes), None, consumers[0] if consumers else None)
+        node = consumers[0]
+        if node.op_type in QUANT_OPS and node.input[0] == name:
+            return Head(tuple(nodes), node, None)
+        others = [t for t in node.input if t != name]
+        if node.op_type not in HEAD_OPS or not all(_is_const(model, t) for t in others):
+            return Head(tuple(nodes), None, node)
+        nodes.append(node)
+        name = node.output[0]
+
+
+def check_head(model: ModelWrapper, head: Head) -> None:
+    """Refuse, by node name, a graph whose input reaches no quantizer through host-able ops."""
+    if head.quant is not None:
+        return
+    node = head.stop
+    if node is None:
+        raise UnsupportedLayerError(
+            [UnsupportedNode(model.graph.input[0].name, "input", "the graph input has no user")],
+            stage="host head",
+        )
+    if node.op_type in LINEAR_OPS:
+        hint = _NO_QUANT_HINT
+    else:
+        hint = (
+            "cannot run in the host head before the input quantizer (the head runs "
+            + ", ".join(sorted(HEAD_OPS))
+            + " with constant operands, one consumer each)"
+        )
+    raise UnsupportedLayerError(
+        [UnsupportedNode(node.name or "<unnamed>", node.op_type, hint)], stage="host head"
+    )
+
+
+def walk_post(model: ModelWrapper) -> tuple[list, str]:
+    """The trailing host ops (Softmax, ArgMax, ...) in graph order and the tensor they start
+    from (the accelerator side's output)."""
+    name, nodes = model.graph.output[0].name, []
+    while True:
+        node = model.find_producer(name)
+        if node is None or node.op_type not in POST_OPS:
+            return list(reversed(nodes)), name
+        if not all(_is_const(model, t) for t in node.input[1:]):
+            return list(reversed(nodes)), name
+        nodes.append(node)
+        name = node.input[0]
+
+
+@dataclass(frozen=True)
+class InputPrecision:
+    """A declared input precision: ``bits`` total (sign included), ``scale`` = 2**-(W-I)."""
+
+    text: str
+    bits: int
+    signed: bool
+    scale: float
+
+    @property
+    def int_range(self) -> tuple[int, int]:
+        if self.signed:
+            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        return 0, (1 << self.bits) - 1
+
+
+_PRECISION = re.compile(r"^(u?fixed)<\s*(\d+)\s*,\s*(-?\d+)\s*>$|^(u?int)<\s*(\d+)\s*>$")
+
+
+def parse_input_precision(text: str) -> InputPrecision:
+    """``fixed<W,I>`` / ``ufixed<W,I>`` / ``int<W>`` / ``uint<W>`` -> InputPrecision.
+
+    Raises ConfigError for anything else, and for W outside 2..MAX_INPUT_BITS (the widest input
+    the RTL layers take).
+    """
+    m = _PRECISION.match(text.strip().replace("ap_", ""))
+    if m is None:
+        raise ConfigError(
+            f"--input-precision '{text}': expected fixed<W,I>, ufixed<W,I>, int<W> or uint<W>"
+        )
+    if m.group(1):
+        kind, width, integer = m.group(1), int(m.group(2)), int(m.group(3))
+        signed, scale = kind == "fixed", 2.0 ** -(width - integer)
+    else:
+        kind, width = m.group(4), int(m.group(5))
+        signed, scale = kind == "int", 1.0
+    if not 2 <= width <= MAX_INPUT_BITS:
+        raise ConfigError(
+            f"--input-precision '{text}': {width} bits; the RTL layers take 2..{MAX_INPUT_BITS}-"
+            "bit inputs"
+        )
+    return InputPrecision(text, width, signed, scale)
