@@ -3,8 +3,9 @@
 
 Before the FINN conversion (QONNX level):
 
-* :class:`FoldStaticShapes`: ``Shape`` of a statically shaped tensor becomes a constant, so the
-  Shape/Gather/Unsqueeze/Concat/Reshape flatten chains of older exporters fold to one Reshape.
+* :class:`qphy.intake.FoldStaticShapes`: ``Shape`` of a statically shaped tensor becomes a
+  constant, so the Shape/Gather/Unsqueeze/Concat/Reshape flatten chains of older exporters
+  fold to one Reshape.
 * :class:`InsertInputQuant`: a declared input precision (``--input-precision``) as an input
   ``Quant`` in front of the first layer (for graphs without an input quantizer).
 * :class:`SplitHostHead` / :class:`SplitHostPost`: the float nodes before the first quantizer
@@ -36,7 +37,14 @@ from qonnx.transformation.base import Transformation
 
 from qphy.contracts import HOST_META, HostNode
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
-from qphy.intake import LINEAR_OPS, InputPrecision, check_head, walk_head, walk_post
+from qphy.intake import (
+    LINEAR_OPS,
+    InputPrecision,
+    check_head,
+    fold_shapes,
+    walk_head,
+    walk_post,
+)
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 
@@ -71,22 +79,6 @@ def host_node(model: ModelWrapper, node, data: str, output_index: int = 0) -> Ho
     return HostNode(node.op_type, node.name or node.op_type, inputs, attrs, output_index)
 
 
-class FoldStaticShapes(Transformation):
-    """``Shape(x)`` with x's shape known -> an int64 constant (then FoldConstants folds the
-    Gather/Unsqueeze/Concat chain after it)."""
-
-    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
-        changed = False
-        for node in [n for n in model.graph.node if n.op_type == "Shape"]:
-            shape = model.get_tensor_shape(node.input[0])
-            if shape is None or any(not isinstance(d, int) or d <= 0 for d in shape):
-                continue
-            model.set_initializer(node.output[0], np.asarray(shape, dtype=np.int64))
-            model.graph.node.remove(node)
-            changed = True
-        return model, changed
-
-
 class InsertInputQuant(Transformation):
     """A declared input precision as a ``Quant`` (ROUND, zero point 0) on the data input of
     the first linear layer the graph input reaches through host-able ops.
@@ -100,13 +92,9 @@ class InsertInputQuant(Transformation):
         self.precision = precision
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
-        from qonnx.transformation.fold_constants import FoldConstants
-
         # Walk a shape-folded copy (a flatten chain folds to one Reshape there) but edit the
         # graph itself, which must stay executable at any batch size.
-        folded = ModelWrapper(model.model.__deepcopy__())
-        folded = folded.transform(FoldStaticShapes())
-        folded = folded.transform(FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]))
+        folded = fold_shapes(ModelWrapper(model.model.__deepcopy__()))
         head = walk_head(folded)
         if head.quant is not None:
             raise UnsupportedLayerError(
@@ -171,6 +159,7 @@ class SplitHostHead(Transformation):
         shape = model.get_tensor_shape(data)
         for node in head.nodes:
             model.graph.node.remove(node)
+        _drop_value_info(model, data)
         new_in = helper.make_tensor_value_info(data, TensorProto.FLOAT, shape)
         model.graph.input.remove(graph_in)
         model.graph.input.insert(0, new_in)
@@ -210,11 +199,18 @@ class SplitHostPost(Transformation):
             data = node.output[idx]
         for node in nodes:
             model.graph.node.remove(node)
+        _drop_value_info(model, start)
         old = model.graph.output[0]
         model.graph.output.remove(old)
         model.graph.output.insert(0, helper.make_tensor_value_info(start, TensorProto.FLOAT, shape))
         _set_meta(model, output_post=post)
         return model, True
+
+
+def _drop_value_info(model: ModelWrapper, name: str) -> None:
+    """A tensor becoming a graph input/output must not keep a value_info entry as well."""
+    for vi in [v for v in model.graph.value_info if v.name == name]:
+        model.graph.value_info.remove(vi)
 
 
 def _next_input(nodes: list, node) -> str:

@@ -30,7 +30,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from hw.checks import check_hw_supported, check_qonnx_supported, check_rtl_specialized, host_tail
 from hw.config import FifoSizing, FoldingPreference, HwBuildConfig, Preset
 from hw.folding import fold_for_latency
-from hw.legalize import BipolarToInt2, FoldStaticShapes, PreferRtl, SplitHostHead, SplitHostPost
+from hw.legalize import BipolarToInt2, PreferRtl, SplitHostHead, SplitHostPost
 from hw.transforms import (
     FoldConvBiasQuant,
     LeakyReluQuantToThresholds,
@@ -38,6 +38,7 @@ from hw.transforms import (
 )
 from qphy.contracts import HOST_META
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
+from qphy.intake import fold_shapes
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,7 @@ def cleanup_keep_names(model: ModelWrapper) -> ModelWrapper:
 def split_host(model: ModelWrapper) -> ModelWrapper:
     """Flatten chains folded, then the float head and the Softmax/ArgMax/... tail moved to the
     host (see :mod:`hw.legalize`)."""
-    model = model.transform(FoldStaticShapes())
-    model = model.transform(FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]))
-    model = model.transform(InferShapes())
-    model = model.transform(SplitHostHead())
+    model = fold_shapes(model).transform(SplitHostHead())
     return model.transform(SplitHostPost())
 
 

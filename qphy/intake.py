@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.base import Transformation
 
 from qphy.errors import ConfigError, UnsupportedLayerError, UnsupportedNode
 from qphy.host_ops import HEAD_OPS, POST_OPS
@@ -28,6 +30,49 @@ _NO_QUANT_HINT = (
     "with --input-precision fixed<W,I> | ufixed<W,I> | int<W> (as hls4ml's ap_fixed), or add "
     "an input quantizer (QuantIdentity)"
 )
+
+
+class FoldStaticShapes(Transformation):
+    """``Shape(x)`` with x's shape known -> an int64 constant (then FoldConstants folds the
+    Gather/Unsqueeze/Concat chain after it). Shapes hold the batch size: fold a graph at the
+    batch size it is executed at."""
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        changed = False
+        for node in [n for n in model.graph.node if n.op_type == "Shape"]:
+            shape = model.get_tensor_shape(node.input[0])
+            if shape is None or any(not isinstance(d, int) or d <= 0 for d in shape):
+                continue
+            model.set_initializer(node.output[0], np.asarray(shape, dtype=np.int64))
+            model.graph.node.remove(node)
+            changed = True
+        return model, changed
+
+
+def fold_shapes(model: ModelWrapper) -> ModelWrapper:
+    """Static shapes folded into constants, and the constant chains after them."""
+    from qonnx.transformation.fold_constants import FoldConstants  # noqa: PLC0415
+    from qonnx.transformation.infer_shapes import InferShapes  # noqa: PLC0415
+
+    if not any(n.op_type == "Shape" for n in model.graph.node):
+        return model
+    model = model.transform(FoldStaticShapes())
+    model = model.transform(FoldConstants(exclude_op_types=["Quant", "BipolarQuant", "Trunc"]))
+    return model.transform(InferShapes())
+
+
+def batch_reshapes(model: ModelWrapper, n: int) -> ModelWrapper:
+    """Constant Reshape targets ``(1, ...)`` of a batch-1 graph -> ``(n, ...)``."""
+    for node in model.graph.node:
+        if node.op_type != "Reshape":
+            continue
+        shape = model.get_initializer(node.input[1])
+        if shape is None or shape.ndim != 1 or len(shape) < 2 or int(shape[0]) != 1:
+            continue
+        name = f"{node.name or node.output[0]}_batch_shape"
+        model.set_initializer(name, np.asarray([n, *shape[1:]], dtype=np.int64))
+        node.input[1] = name
+    return model
 
 
 @dataclass(frozen=True)

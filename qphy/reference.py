@@ -34,7 +34,11 @@ def batched_model(model: ModelWrapper, n: int) -> ModelWrapper:
     for vi in list(m.graph.input[:1]) + list(m.graph.output):
         vi.type.tensor_type.shape.dim[0].dim_value = n
     del m.graph.value_info[:]
-    return m.transform(InferShapes())
+    from qphy.intake import batch_reshapes, fold_shapes  # noqa: PLC0415
+
+    # Flatten chains (Shape/Gather/.../Reshape) folded at batch 1 reshape to (1, ...): per
+    # vector, that leading 1 is the batch; still dynamic ones fold at this batch size.
+    return fold_shapes(batch_reshapes(m, n).transform(InferShapes()))
 
 
 def execute_batch(model: ModelWrapper, inputs: np.ndarray, full_context: bool = False):
