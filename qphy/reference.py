@@ -222,17 +222,18 @@ def _quant_integers(model: ModelWrapper, ctx: dict, tensor: str, what: str) -> n
     name, hops = tensor, 0
     while True:
         node = model.find_producer(name)
-        if node is None or node.op_type not in _SCALE_PRESERVING | {"Quant"}:
+        if node is None or node.op_type not in _SCALE_PRESERVING | {"Quant", "BipolarQuant"}:
             raise MalformedModelError(
                 f"{what} ({tensor}) is not produced by a quantizer "
                 f"({node.op_type if node else 'graph input'}): quantize it (QuantIdentity, "
                 "QuantReLU, or a weight quantizer) so the accelerator sees integers"
             )
-        if node.op_type == "Quant":
+        if node.op_type in ("Quant", "BipolarQuant"):
             break
         name, hops = node.input[0], hops + 1
     scale = np.asarray(ctx[node.input[1]], dtype=np.float32)
-    zeropt = np.asarray(ctx[node.input[2]], dtype=np.float32)
+    bipolar = node.op_type == "BipolarQuant"  # +-1 times the scale: no zero point
+    zeropt = np.zeros(1, np.float32) if bipolar else np.asarray(ctx[node.input[2]], np.float32)
     if np.any(zeropt != 0):
         raise MalformedModelError(f"{what}: quantizer {node.name} has a non-zero zero point")
     if scale.size != 1 and hops:
