@@ -95,7 +95,9 @@ class _Graph:
 
     def unsqueeze(self, x: str, name: str, axes: list[int]) -> str:
         if self.style.opset >= 13:
-            return self.node("Unsqueeze", [x, self.const(f"{name}_axes", axes, TensorProto.INT64)], name)
+            return self.node(
+                "Unsqueeze", [x, self.const(f"{name}_axes", axes, TensorProto.INT64)], name
+            )
         return self.node("Unsqueeze", [x], name, axes=axes)
 
 
@@ -135,7 +137,9 @@ def mlp_graph(path: Path, style: MlpStyle) -> Path:
     x = "x"
     if style.image:  # x.view(x.size(0), -1) as older torch exporters write it
         shp = g.node("Shape", [x], "shape")
-        n = g.node("Gather", [shp, g.const("zero", np.int64(0), TensorProto.INT64)], "gather", axis=0)
+        n = g.node(
+            "Gather", [shp, g.const("zero", np.int64(0), TensorProto.INT64)], "gather", axis=0
+        )
         n = g.unsqueeze(n, "unsq", [0])
         minus = g.const("minus1", np.asarray([-1], np.int64), TensorProto.INT64)
         shape = g.node("Concat", [n, minus], "concat", axis=0)
@@ -150,7 +154,9 @@ def mlp_graph(path: Path, style: MlpStyle) -> Path:
         x = g.quant(x, "QuantIn", 1, 1.0, True)
     elif style.in_quant is not None:
         bits = int(style.in_quant.removeprefix("int"))
-        x = g.quant(x, "QuantIn", bits, 2.0 ** -(bits - 3), True)
+        # +-1 codes: scale 1 (exact); else fixed<bits, 3> as hls4ml users declare it.
+        scale = 1.0 if style.head == "pm1" else 2.0 ** -(bits - 3)
+        x = g.quant(x, "QuantIn", bits, scale, True)
     n_layers = len(style.dims) - 1
     for k in range(n_layers):
         x = g.node("MatMul", [x, _weights(g, k, style.dims[k], style.dims[k + 1])], f"fc{k}")
@@ -192,3 +198,93 @@ def mlp_graph(path: Path, style: MlpStyle) -> Path:
     )
     path.write_bytes(model.SerializeToString())
     return path
+
+
+#: One small model per intake class (CI sizes: RTL builds of a few tens of seconds).
+CI_STYLES: dict[str, MlpStyle] = {
+    # Brevitas MNIST style: flatten chain, normalisation, BatchNorm, 2-bit weights/activations.
+    "mnist_w2a2": MlpStyle(
+        dims=(64, 32, 32, 10), w_bits=2, a_bits=2, head="norm", image=(1, 8, 8), batchnorm=True
+    ),
+    "bipolar_w1a1": MlpStyle(
+        dims=(64, 32, 32, 10), w_bits=1, a_bits=1, in_quant="bipolar", head="norm", batchnorm=True
+    ),
+    "mlp_w3a3_in8": MlpStyle(dims=(49, 32, 32, 12), w_bits=3, a_bits=3),
+    "pm1_input_w4a4": MlpStyle(dims=(32, 32, 10), w_bits=4, a_bits=4, in_quant="int2", head="pm1"),
+    # QKeras through tf2onnx: float input, quantized weights and biases, softmax (opset 10).
+    "qkeras_softmax": MlpStyle(
+        dims=(16, 32, 5), w_bits=6, a_bits=6, in_quant=None, bias=True, tail="softmax", opset=10
+    ),
+    # Older Brevitas/FINN: opset 11, Transpose + MatMul weights, FINN domain, ArgMax tail.
+    "opset11_transpose": MlpStyle(
+        dims=(64, 32, 10),
+        w_bits=4,
+        a_bits=4,
+        in_quant="int4",
+        image=(1, 8, 8),
+        transpose_weights=True,
+        opset=11,
+        quant_domain="finn.custom_op.general",
+        tail="argmax",
+    ),
+}
+
+#: The full-size models of docs/model-intake.md (manual: minutes per build).
+FULL_STYLES: dict[str, MlpStyle] = {
+    "mnist_w2a2": MlpStyle(
+        dims=(784, 64, 64, 64, 10),
+        w_bits=2,
+        a_bits=2,
+        head="norm",
+        image=(1, 28, 28),
+        batchnorm=True,
+    ),
+    "bipolar_w1a1": MlpStyle(
+        dims=(784, 64, 64, 64, 10),
+        w_bits=1,
+        a_bits=1,
+        in_quant="bipolar",
+        head="norm",
+        batchnorm=True,
+    ),
+    "mlp_w3a3_in8": MlpStyle(dims=(490, 256, 256, 256, 12), w_bits=3, a_bits=3),
+    "pm1_input_w4a4": MlpStyle(
+        dims=(128, 64, 64, 10), w_bits=4, a_bits=4, in_quant="int2", head="pm1"
+    ),
+    "qkeras_softmax": MlpStyle(
+        dims=(16, 64, 32, 32, 5),
+        w_bits=6,
+        a_bits=6,
+        in_quant=None,
+        bias=True,
+        tail="softmax",
+        opset=10,
+    ),
+    "opset11_transpose": MlpStyle(
+        dims=(784, 64, 10),
+        w_bits=4,
+        a_bits=4,
+        in_quant="int4",
+        image=(1, 28, 28),
+        transpose_weights=True,
+        opset=11,
+        quant_domain="finn.custom_op.general",
+        tail="argmax",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.hw.intake_graphs STYLE OUT.onnx [--full]``: write one model."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("style", choices=sorted(CI_STYLES))
+    p.add_argument("out", type=Path)
+    p.add_argument("--full", action="store_true", help="the full-size model of the docs")
+    args = p.parse_args(argv)
+    mlp_graph(args.out, (FULL_STYLES if args.full else CI_STYLES)[args.style])
+
+
+if __name__ == "__main__":
+    main()
