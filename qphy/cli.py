@@ -183,6 +183,10 @@ def cmd_build(args: argparse.Namespace) -> int:
                 f"{', '.join(sorted(unused))}: not used by `build onnx` (the QONNX file fixes "
                 "the model and its bit widths)"
             )
+        if args.input_precision is not None:  # refuse a bad one before any work
+            from qphy.intake import parse_input_precision
+
+            parse_input_precision(args.input_precision)
         hw_cfg, sim_cfg = _hw_sim_configs(args, HwDefaults())
         rep = flow.build_onnx(
             Path(args.path), out, hw_cfg, sim_cfg, input_precision=args.input_precision
