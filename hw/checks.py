@@ -252,8 +252,10 @@ def check_rtl_specialized(model: ModelWrapper) -> None:
             continue
         if node.op_type.startswith("MVAU"):
             hint = (
-                "became HLS: MVAU_rtl needs signed weights and 2..8-bit inputs/weights that "
-                "fit the part's DSP (check weight/activation widths)"
+                "became HLS although it asks for RTL (1-bit, bipolar and unsigned types are "
+                "already widened losslessly): its input, weight or accumulator width does not "
+                "fit the part's DSP datapath, or the part has DSP48E1 and the weights are not "
+                "narrow-range"
             )
         elif node.op_type.endswith("_hls"):
             hint = "HLS-only layer; finn-hlslib is not shipped, so no HLS layer can be built"

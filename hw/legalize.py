@@ -218,12 +218,13 @@ def _next_input(nodes: list, node) -> str:
 
 
 class BipolarToInt2(Transformation):
-    """Bipolar {-1, +1} values as signed 2-bit integers, exactly (run after streamlining).
+    """1-bit types as exact 2-bit integers for the RTL layers (run after streamlining).
 
     A bipolar MultiThreshold (one threshold t, ``-1 + 2 * [x >= t]``) becomes an INT2 one with
-    the threshold twice and out_bias -1 (``-1 + [x >= t] + [x >= t]``); bipolar weight
-    initializers and a bipolar graph input are typed INT2 (same values). The MVAU then uses the
-    integer datapath instead of XNOR-popcount, which has no RTL variant.
+    the threshold twice and out_bias -1 (``-1 + [x >= t] + [x >= t]``); a BINARY one ({0, 1})
+    is typed UINT2 (same values); bipolar weight initializers and a bipolar graph input are
+    typed INT2 (same values). The MVAU then uses the integer datapath instead of
+    XNOR-popcount, which has no RTL variant, and every activation is at least 2 bits wide.
     """
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
@@ -233,13 +234,17 @@ class BipolarToInt2(Transformation):
             if node.op_type != "MultiThreshold":
                 continue
             inst = getCustomOp(node)
-            if inst.get_nodeattr("out_dtype") != "BIPOLAR":
-                continue
+            out_dt = inst.get_nodeattr("out_dtype")
             thr = model.get_initializer(node.input[1])
-            if thr is None or thr.shape[-1] != 1:
+            if thr is None or thr.shape[-1] != 1 or out_dt not in ("BIPOLAR", "BINARY"):
                 continue
             scale, bias = inst.get_nodeattr("out_scale"), inst.get_nodeattr("out_bias")
-            if scale != 2.0 or bias != -1.0:  # a plain {0, 1} count: not bipolar arithmetic
+            if out_dt == "BINARY" and scale == 1.0 and bias == 0.0:
+                inst.set_nodeattr("out_dtype", "UINT2")
+                model.set_tensor_datatype(node.output[0], DataType["UINT2"])
+                changed = True
+                continue
+            if scale != 2.0 or bias != -1.0:  # not +-1 arithmetic: left as it is
                 continue
             model.set_initializer(node.input[1], np.concatenate([thr, thr], axis=-1))
             inst.set_nodeattr("out_dtype", "INT2")

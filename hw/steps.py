@@ -139,7 +139,8 @@ def step_quantize_input_on_host(model: ModelWrapper, cfg: HwBuildConfig) -> Mode
     rounding = "BIPOLAR" if bipolar else attrs.get("rounding_mode", b"ROUND")
     rounding = rounding.decode() if isinstance(rounding, bytes) else str(rounding)
     nbits = int(np.asarray(bits).item())
-    dtype = DataType[f"{'INT' if signed else 'UINT'}{nbits}"]
+    # A 1-bit quantizer's values fit the 2-bit type the RTL layers take (lossless).
+    dtype = DataType[f"{'INT' if signed else 'UINT'}{max(nbits, 2)}"]
     scale_name = model.make_new_valueinfo_name()
     model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
     mul = helper.make_node("Mul", [graph_in, scale_name], [quant.output[0]], name="HostInputScale")

@@ -172,16 +172,20 @@ def test_rtl_weight_types_are_widened_losslessly():
         assert w.name == wide and w.min() <= dt.min() and w.max() >= dt.max()
 
 
-def test_bipolar_thresholds_as_int2_are_exact():
+@pytest.mark.parametrize(
+    "dtype,scale,bias,wide,values",
+    [("BIPOLAR", 2.0, -1.0, "INT2", {-1.0, 1.0}), ("BINARY", 1.0, 0.0, "UINT2", {0.0, 1.0})],
+)
+def test_one_bit_thresholds_as_two_bit_are_exact(dtype, scale, bias, wide, values):
     thr = np.asarray([[-1.0], [2.0], [0.0]], np.float32)
     node = helper.make_node(
         "MultiThreshold",
         ["x", "t"],
         ["y"],
         domain="qonnx.custom_op.general",
-        out_dtype="BIPOLAR",
-        out_scale=2.0,
-        out_bias=-1.0,
+        out_dtype=dtype,
+        out_scale=scale,
+        out_bias=bias,
     )
     graph = helper.make_graph(
         [node],
@@ -195,8 +199,9 @@ def test_bipolar_thresholds_as_int2_are_exact():
     before = execute_onnx(model, {"x": x})["y"]
     after_model = model.transform(BipolarToInt2())
     after = execute_onnx(after_model, {"x": x})["y"]
-    assert getCustomOp(after_model.graph.node[0]).get_nodeattr("out_dtype") == "INT2"
-    assert set(np.unique(before)) == {-1.0, 1.0} and np.array_equal(before, after)
+    assert getCustomOp(after_model.graph.node[0]).get_nodeattr("out_dtype") == wide
+    assert after_model.get_tensor_datatype("y").name == wide
+    assert set(np.unique(before)) == values and np.array_equal(before, after)
 
 
 @pytest.mark.parametrize("style", sorted(CI_STYLES))
