@@ -222,3 +222,16 @@ def test_every_intake_class_specializes_to_rtl(style, tmp_path):
     st: MlpStyle = CI_STYLES[style]
     assert ('"input_head"' in meta) == bool(st.head or st.image)
     assert ('"output_post"' in meta) == bool(st.tail)
+
+
+@pytest.mark.parametrize("bits", ["w2a2", "w3a2", "w2a4", "w4a2", "w3a3"])
+def test_own_fullycon_below_4_bits_specializes_to_rtl(bits, tmp_path):
+    """qphy's own Brevitas export below 4 bits (it used to fall back to MVAU_hls)."""
+    from tests.hw.fixture_export import make_export
+
+    export = make_export(tmp_path / "exp", bits=bits, n_golden=8, hidden=32, n_hidden_layers=1)
+    res = run_build(
+        export / "model.qonnx.onnx", HwBuildConfig(stop_step="specialize_layers"), tmp_path / "hw"
+    )
+    ops = [n.op_type for n in res.model.graph.node]
+    assert set(ops) <= {"MVAU_rtl", "Thresholding_rtl"} and ops.count("MVAU_rtl") == 2
