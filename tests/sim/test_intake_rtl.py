@@ -61,15 +61,3 @@ def test_qkeras_float_input_with_declared_precision_via_cli(verilator, tmp_path)
     assert rep["host_post"].startswith("host runs Softmax(softmax) (max |diff| to qonnx")
     assert "integer accumulator of" in rep["verified"]["integers"]
 
-
-@pytest.mark.rtl
-def test_own_fullycon_w2a2_bit_exact(verilator, tmp_path):
-    """qphy's own 2-bit export, which used to be refused (MVAU_hls)."""
-    from qphy.flow import build_and_verify
-    from tests.hw.fixture_export import make_export
-
-    export = make_export(tmp_path / "exp", bits="w2a2", n_golden=300, hidden=32, n_hidden_layers=1)
-    rep = build_and_verify(
-        export, tmp_path / "out", HwBuildConfig(target_cycles=32), SimConfig(n_vectors=300, seed=2)
-    )
-    assert rep["bit_exact"] and rep["vectors_checked"] == 300
