@@ -288,4 +288,5 @@ def build_onnx(
         out_dir,
         hw_cfg,
         sim_cfg,
+        {"input_precision": input_precision} if input_precision else None,
     )
