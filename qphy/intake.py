@@ -26,9 +26,9 @@ LINEAR_OPS = ("MatMul", "Gemm", "Conv")
 MAX_INPUT_BITS = 8
 
 _NO_QUANT_HINT = (
-    "the graph input reaches this layer without a quantizer: declare the input's precision "
-    "with --input-precision fixed<W,I> | ufixed<W,I> | int<W> (as hls4ml's ap_fixed), or add "
-    "an input quantizer (QuantIdentity)"
+    "the graph input must go through a Quant node: add an input quantizer (QuantIdentity), or "
+    "declare the input's precision with --input-precision fixed<W,I> | ufixed<W,I> | int<W> "
+    "(as hls4ml's ap_fixed)"
 )
 
 
