@@ -90,6 +90,31 @@ def _is_const(model: ModelWrapper, name: str) -> bool:
     return name == "" or model.get_initializer(name) is not None
 
 
+def _attr(node, name: str, default):
+    from onnx import helper  # noqa: PLC0415
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def batch_axis_problem(model: ModelWrapper, node) -> str | None:
+    """Why a head node cannot run per vector (it touches the batch axis 0), or None."""
+    if node.op_type == "Transpose" and list(_attr(node, "perm", [1]))[:1] != [0]:
+        return "a Transpose that moves the batch axis cannot run per vector on the host"
+    if node.op_type == "Flatten" and int(_attr(node, "axis", 1)) != 1:
+        return "only Flatten(axis=1) runs per vector on the host"
+    if node.op_type in ("Squeeze", "Unsqueeze"):
+        axes = _attr(node, "axes", None)
+        if (
+            axes is None
+            and len(node.input) > 1
+            and model.get_initializer(node.input[1]) is not None
+        ):
+            axes = model.get_initializer(node.input[1]).ravel().tolist()
+        if axes is None or 0 in [int(a) for a in axes]:
+            return f"a {node.op_type} needs constant axes other than the batch axis 0"
+    return None
+
+
 def walk_head(model: ModelWrapper) -> Head:
     """Follow the graph input through single-consumer float ops with constant operands."""
     name, nodes = model.graph.input[0].name, []
@@ -102,6 +127,8 @@ def walk_head(model: ModelWrapper) -> Head:
             return Head(tuple(nodes), node, None)
         others = [t for t in node.input if t != name]
         if node.op_type not in HEAD_OPS or not all(_is_const(model, t) for t in others):
+            return Head(tuple(nodes), None, node)
+        if batch_axis_problem(model, node) is not None:
             return Head(tuple(nodes), None, node)
         nodes.append(node)
         name = node.output[0]
@@ -119,6 +146,8 @@ def check_head(model: ModelWrapper, head: Head) -> None:
         )
     if node.op_type in LINEAR_OPS:
         hint = _NO_QUANT_HINT
+    elif node.op_type in HEAD_OPS and batch_axis_problem(model, node):
+        hint = batch_axis_problem(model, node)
     else:
         hint = (
             "cannot run in the host head before the input quantizer (the head runs "

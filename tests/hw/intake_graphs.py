@@ -33,7 +33,8 @@ class MlpStyle:
         image: Input shape per vector before a flatten chain (None: a flat input).
         batchnorm: BatchNormalization after each hidden MatMul.
         bias: Quantized biases as MatMul + Add (tf2onnx).
-        tail: ``softmax``, ``argmax`` or None after the last layer's float output.
+        tail: ``softmax``, ``logsoftmax``, ``argmax`` or None after the last layer's output.
+        out_quant: An 8-bit output quantizer after the last layer (else its float output).
         opset: The default-domain opset.
         transpose_weights: Weights stored (out, in) with a Transpose before the MatMul.
         quant_domain: Domain of the Quant nodes (``finn`` for old FINN exports).
@@ -49,6 +50,7 @@ class MlpStyle:
     batchnorm: bool = False
     bias: bool = False
     tail: str | None = None
+    out_quant: bool = False
     opset: int = 13
     transpose_weights: bool = False
     quant_domain: str = QONNX_DOMAIN
@@ -166,6 +168,8 @@ def mlp_graph(path: Path, style: MlpStyle) -> Path:
             bq = g.quant(g.const(f"b{k}", b), f"bq{k}", 8, 2.0**-4, True)
             x = g.node("Add", [x, bq], f"bias{k}")
         if last:
+            if style.out_quant:
+                x = g.quant(x, "QuantOut", 8, 2.0**-2, True)
             break
         if style.batchnorm:
             x = _batchnorm(g, x, k, style.dims[k + 1])
@@ -176,6 +180,8 @@ def mlp_graph(path: Path, style: MlpStyle) -> Path:
             x = g.quant(x, f"act{k}", style.a_bits, 2.0**-1, False)
     if style.tail == "softmax":
         x = g.node("Softmax", [x], "softmax", axis=1 if style.opset < 13 else -1)
+    elif style.tail == "logsoftmax":
+        x = g.node("LogSoftmax", [x], "logsoftmax", axis=1)
     elif style.tail == "argmax":
         x = g.node("ArgMax", [x], "argmax", axis=1, keepdims=0)
     out_type = TensorProto.INT64 if style.tail == "argmax" else TensorProto.FLOAT
@@ -209,7 +215,10 @@ CI_STYLES: dict[str, MlpStyle] = {
     "bipolar_w1a1": MlpStyle(
         dims=(64, 32, 32, 10), w_bits=1, a_bits=1, in_quant="bipolar", head="norm", batchnorm=True
     ),
-    "mlp_w3a3_in8": MlpStyle(dims=(49, 32, 32, 12), w_bits=3, a_bits=3),
+    # Also: a quantized output with a LogSoftmax after it (the tail inverted exactly).
+    "mlp_w3a3_in8": MlpStyle(
+        dims=(49, 32, 32, 12), w_bits=3, a_bits=3, out_quant=True, tail="logsoftmax"
+    ),
     "pm1_input_w4a4": MlpStyle(dims=(32, 32, 10), w_bits=4, a_bits=4, in_quant="int2", head="pm1"),
     # QKeras through tf2onnx: float input, quantized weights and biases, softmax (opset 10).
     "qkeras_softmax": MlpStyle(

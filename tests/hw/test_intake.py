@@ -235,3 +235,15 @@ def test_own_fullycon_below_4_bits_specializes_to_rtl(bits, tmp_path):
     )
     ops = [n.op_type for n in res.model.graph.node]
     assert set(ops) <= {"MVAU_rtl", "Thresholding_rtl"} and ops.count("MVAU_rtl") == 2
+
+
+def test_head_transpose_of_the_batch_axis_is_refused_by_name(tmp_path):
+    f = mlp_graph(tmp_path / "m.onnx", CI_STYLES["mlp_w3a3_in8"])
+    model = ModelWrapper(str(f))
+    quant = next(n for n in model.graph.node if n.name == "QuantIn")
+    swap = helper.make_node("Transpose", ["x"], ["x_t"], name="swap", perm=[1, 0])
+    model.graph.node.insert(0, swap)
+    quant.input[0] = "x_t"
+    model.save(str(f))
+    with pytest.raises(UnsupportedLayerError, match=r"swap \(Transpose\): .*moves the batch axis"):
+        onnx_export_stage(f, tmp_path / "exp", 8, 0)
