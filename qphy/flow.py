@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from qonnx.core.modelwrapper import ModelWrapper
 
 from qphy import host
 from qphy.contracts import Manifest, Report
@@ -84,10 +83,13 @@ def onnx_export_stage(
 
         precision = parse_input_precision(input_precision)
         model = model.transform(InsertInputQuant(precision))
-    check_qonnx_supported(split_host(ModelWrapper(model.model.__deepcopy__())))
+    check_qonnx_supported(split_host(model))  # transforms work on copies
     report = {"variant": variant or path.stem.split(".")[0], "source": str(path.resolve())}
     with StagedDir(out_dir) as staged:
-        model.save(str(staged.path / MODEL_FILE))
+        if precision is None:  # the reference is the user's file as it is
+            shutil.copyfile(path, staged.path / MODEL_FILE)
+        else:
+            model.save(str(staged.path / MODEL_FILE))
         ref = load_reference(staged.path / MODEL_FILE)
         shape = tuple(ref.get_tensor_shape(ref.graph.input[0].name))[1:]
         if precision is None:
