@@ -151,7 +151,7 @@ def check_qonnx_supported(model: ModelWrapper) -> None:
             )
     graph_in = model.graph.input[0].name
     consumers = model.find_consumers(graph_in) or []
-    if not any(n.op_type == "Quant" for n in consumers):
+    if not any(n.op_type in ("Quant", "BipolarQuant") for n in consumers):
         for n in consumers:
             if n.op_type in QONNX_SUPPORTED:
                 bad.append(
@@ -253,8 +253,10 @@ def check_rtl_specialized(model: ModelWrapper) -> None:
             continue
         if node.op_type.startswith("MVAU"):
             hint = (
-                "became HLS: MVAU_rtl needs signed weights and 2..8-bit inputs/weights that "
-                "fit the part's DSP (check weight/activation widths)"
+                "became HLS although it asks for RTL (1-bit, bipolar and unsigned types are "
+                "already widened losslessly): its input, weight or accumulator width does not "
+                "fit the part's DSP datapath, or the part has DSP48E1 and the weights are not "
+                "narrow-range"
             )
         elif node.op_type.endswith("_hls"):
             hint = "HLS-only layer; finn-hlslib is not shipped, so no HLS layer can be built"

@@ -30,6 +30,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from hw.checks import check_hw_supported, check_qonnx_supported, check_rtl_specialized, host_tail
 from hw.config import FifoSizing, FoldingPreference, HwBuildConfig, Preset
 from hw.folding import fold_for_latency
+from hw.legalize import BipolarToInt2, PreferRtl, SplitHostHead, SplitHostPost
 from hw.transforms import (
     FoldConvBiasQuant,
     LeakyReluQuantToThresholds,
@@ -37,6 +38,7 @@ from hw.transforms import (
 )
 from qphy.contracts import HOST_META
 from qphy.errors import UnsupportedLayerError, UnsupportedNode
+from qphy.intake import fold_shapes
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,17 @@ def cleanup_keep_names(model: ModelWrapper) -> ModelWrapper:
     return model
 
 
+def split_host(model: ModelWrapper) -> ModelWrapper:
+    """Flatten chains folded, then the float head and the Softmax/ArgMax/... tail moved to the
+    host (see :mod:`hw.legalize`)."""
+    model = fold_shapes(model).transform(SplitHostHead())
+    return model.transform(SplitHostPost())
+
+
 def step_cleanup_qonnx(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
-    """qonnx cleanup, the early supported-op check (user's node names), then unique names."""
-    model = cleanup_keep_names(model)
+    """qonnx cleanup, the host head and tail cut off (:mod:`hw.legalize`), the early
+    supported-op check (user's node names), then unique names."""
+    model = split_host(cleanup_keep_names(model))
     check_qonnx_supported(model)
     model = model.transform(GiveUniqueNodeNames())
     return model.transform(GiveReadableTensorNames())
@@ -105,10 +115,13 @@ def step_quantize_input_on_host(model: ModelWrapper, cfg: HwBuildConfig) -> Mode
     can quantize the raw float input exactly as qonnx's Quant does.
     """
     graph_in = model.graph.input[0].name
-    quant = next(n for n in model.find_consumers(graph_in) if n.op_type == "Quant")
+    quant = next(
+        n for n in model.find_consumers(graph_in) if n.op_type in ("Quant", "BipolarQuant")
+    )
     scale = model.get_initializer(quant.input[1])
-    zeropt = model.get_initializer(quant.input[2])
-    bits = model.get_initializer(quant.input[3])
+    bipolar = quant.op_type == "BipolarQuant"  # {-1, +1} as exact INT2 (hw.legalize)
+    zeropt = np.zeros(1) if bipolar else model.get_initializer(quant.input[2])
+    bits = np.asarray(2.0) if bipolar else model.get_initializer(quant.input[3])
     if scale is None or zeropt is None or bits is None or np.any(zeropt != 0):
         raise UnsupportedLayerError(
             [
@@ -123,10 +136,11 @@ def step_quantize_input_on_host(model: ModelWrapper, cfg: HwBuildConfig) -> Mode
     attrs = {a.name: helper.get_attribute_value(a) for a in quant.attribute}
     signed = int(attrs.get("signed", 1))
     narrow = int(attrs.get("narrow", 0))
-    rounding = attrs.get("rounding_mode", b"ROUND")
+    rounding = "BIPOLAR" if bipolar else attrs.get("rounding_mode", b"ROUND")
     rounding = rounding.decode() if isinstance(rounding, bytes) else str(rounding)
     nbits = int(np.asarray(bits).item())
-    dtype = DataType[f"{'INT' if signed else 'UINT'}{nbits}"]
+    # A 1-bit quantizer's values fit the 2-bit type the RTL layers take (lossless).
+    dtype = DataType[f"{'INT' if signed else 'UINT'}{max(nbits, 2)}"]
     scale_name = model.make_new_valueinfo_name()
     model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
     mul = helper.make_node("Mul", [graph_in, scale_name], [quant.output[0]], name="HostInputScale")
@@ -134,6 +148,7 @@ def step_quantize_input_on_host(model: ModelWrapper, cfg: HwBuildConfig) -> Mode
     model.graph.node.remove(quant)
     model.graph.node.insert(idx, mul)
     model.set_tensor_datatype(graph_in, dtype)
+    head = _host_meta(model).get("input_head")
     _set_host_meta(
         model,
         input_quant={
@@ -144,7 +159,9 @@ def step_quantize_input_on_host(model: ModelWrapper, cfg: HwBuildConfig) -> Mode
             "rounding_mode": rounding,
         },
         input_datatype=dtype.name,
-        input_shape=[int(d) for d in model.get_tensor_shape(graph_in)[1:]],
+        input_shape=_host_meta(model)["input_shape"]
+        if head
+        else [int(d) for d in model.get_tensor_shape(graph_in)[1:]],
     )
     return _tidy(model)
 
@@ -225,7 +242,8 @@ def step_streamline(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
         model = model.transform(Streamline())
         model = model.transform(InferDataLayouts())
     model = _tidy(model)
-    return model.transform(RoundHalfEvenThresholds())
+    model = model.transform(RoundHalfEvenThresholds())
+    return model.transform(BipolarToInt2())
 
 
 def step_convert_to_hw(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
@@ -248,7 +266,7 @@ def step_convert_to_hw(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
     model = model.transform(InferQuantizedMatrixVectorActivation())
     model = model.transform(InferDataLayouts())
     model = model.transform(RemoveCNVtoFCFlatten())
-    model = _tidy(model)
+    model = _tidy(model).transform(PreferRtl())
     check_hw_supported(model, boundary_layout=True)
     return model
 
@@ -336,7 +354,7 @@ def step_minimize_bit_width(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWra
     model = model.transform(MinimizeWeightBitWidth())
     model = model.transform(MinimizeAccumulatorWidth())
     model = model.transform(RoundAndClipThresholds())
-    return model.transform(InferDataTypes())
+    return model.transform(InferDataTypes()).transform(PreferRtl())
 
 
 def fifo_depth_for(folded_shape: list[int], sizing: FifoSizing) -> int:

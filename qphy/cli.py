@@ -78,6 +78,7 @@ DEFAULT_BITS = parse_bits("w4a4")
 
 
 def _bits(args: argparse.Namespace):
+    """--bits as given (None for float), w4a4 when not given."""
     return getattr(args, "bits", DEFAULT_BITS)
 
 
@@ -194,17 +195,25 @@ def cmd_build(args: argparse.Namespace) -> int:
         unused += ["--checkpoint-dir"] if args.checkpoint_dir is not None else []
         if unused:
             raise ConfigError(
-                f"{', '.join(unused)}: not used by `build onnx` (the QONNX file carries its own "
-                "bit widths and weights)"
+                f"{', '.join(sorted(unused))}: not used by `build onnx` (the QONNX file fixes "
+                "the model and its bit widths)"
             )
+        if args.input_precision is not None:  # refuse a bad one before any work
+            from qphy.intake import parse_input_precision
+
+            parse_input_precision(args.input_precision)
         if not Path(args.path).is_file():
             raise ConfigError(f"{args.path}: no such model file")
         check_out_dir(out, "build", _inputs(args))
         hw_cfg, sim_cfg = _hw_sim_configs(args, HwDefaults())
-        rep = flow.build_onnx(Path(args.path), out, hw_cfg, sim_cfg)
+        rep = flow.build_onnx(
+            Path(args.path), out, hw_cfg, sim_cfg, input_precision=args.input_precision
+        )
     else:
         if args.path is not None:
             raise ConfigError(f"unexpected argument '{args.path}' for the {args.target}")
+        if args.input_precision is not None:
+            raise ConfigError("--input-precision: for `build onnx` only (a QONNX file's input)")
         target, cfg = _target_config(args, _bits(args))
         check_out_dir(out, "build", _inputs(args))
         hw_cfg, sim_cfg = _hw_sim_configs(args, target.hw_defaults(cfg))
@@ -322,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tie-break among foldings that meet the target",
     )
     sp.add_argument("--fifo-sizing", default=None, choices=[f.value for f in FifoSizing])
+    sp.add_argument(
+        "--input-precision",
+        default=None,
+        help="build onnx, graphs without an input quantizer: the input's precision, "
+        "fixed<W,I> | ufixed<W,I> | int<W> (W bits incl. sign, I integer bits, as ap_fixed)",
+    )
     sp.add_argument(
         "--bench",
         default="harness",

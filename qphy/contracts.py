@@ -162,6 +162,21 @@ class HostOp(_Json):
 
 
 @dataclass(frozen=True)
+class HostNode(_Json):
+    """One ONNX node of the model's float head or tail, run by the host (:mod:`qphy.host_ops`).
+
+    ``inputs`` names each data/constant operand in order: ``None`` for the running tensor,
+    else the constant's value (nested lists).
+    """
+
+    op_type: str
+    name: str
+    inputs: list[Any] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    output_index: int = 0
+
+
+@dataclass(frozen=True)
 class HostSpec(_Json):
     """Everything the host computes around the accelerator, in order.
 
@@ -180,6 +195,9 @@ class HostSpec(_Json):
         output_datatype: FINN datatype of the integers the accelerator sends.
         output_perm: ``y_flat[j] = hw_out[output_perm[j]]`` (None: identity).
         decision: ``sign`` for hard BPSK decisions (+1 / -1, 0 counts as +1), None for none.
+        input_head: The model's float nodes from its input to the input quantizer (shape ops,
+            normalisation), run on the host before ``input_quant``.
+        output_post: The model's float nodes after ``output_tail`` (Softmax, ArgMax, ...).
     """
 
     input_quant: QuantSpec
@@ -191,6 +209,8 @@ class HostSpec(_Json):
     output_tail: list[HostOp] = field(default_factory=list)
     output_perm: list[int] | None = None
     decision: str | None = None
+    input_head: list[HostNode] = field(default_factory=list)
+    output_post: list[HostNode] = field(default_factory=list)
 
 
 #: ONNX model metadata key carrying the HostSpec's fields from the export through every hw step

@@ -19,6 +19,7 @@ import numpy as np
 
 from qphy.contracts import HostOp, HostSpec, QuantSpec, StreamSpec
 from qphy.errors import MalformedModelError
+from qphy.host_ops import run_nodes
 from qphy.variants import int_range
 
 _ROUNDING = {
@@ -45,6 +46,9 @@ def apply_ops(x: np.ndarray, ops: Sequence[HostOp]) -> np.ndarray:
 def quantize(x: np.ndarray, quant: QuantSpec) -> np.ndarray:
     """Float values -> the integers of the quantizer ``quant`` (int64)."""
     mode = quant.rounding_mode.upper()
+    if mode == "BIPOLAR":  # qonnx's BipolarQuant: sign of x / scale, 0 -> +1
+        q = np.asarray(x, dtype=np.float32) / np.asarray(quant.scale, dtype=np.float32)
+        return np.where(q >= 0, 1, -1).astype(np.int64)
     if mode not in _ROUNDING:
         raise MalformedModelError(f"input Quant rounding_mode {mode} is not supported")
     lo, hi = int_range(int(quant.bits), bool(quant.signed), bool(quant.narrow))
@@ -59,14 +63,16 @@ def preprocess(raw: np.ndarray, spec: HostSpec) -> np.ndarray:
 
 def stream_inputs(x: np.ndarray, spec: HostSpec) -> np.ndarray:
     """Model inputs ``(n, ...)`` -> the integer vectors the accelerator receives ``(n, elems)``
-    in stream order: quantize in the model's own shape (per-channel scales broadcast), flatten,
-    permute."""
+    in stream order: the model's float head (if any), quantize in the quantizer's own shape
+    (per-channel scales broadcast), flatten, permute."""
     x = np.asarray(x, dtype=np.float32)
     shape = tuple(spec.input_shape)
     if x.ndim == 2 and x.shape[1] == int(np.prod(shape)):
         x = x.reshape((len(x), *shape))
     if x.shape[1:] != shape:
         raise MalformedModelError(f"inputs of shape {x.shape[1:]} given, the model takes {shape}")
+    if spec.input_head:
+        x = run_nodes(x, spec.input_head)
     ints = quantize(x, spec.input_quant).reshape(len(x), -1)
     return ints if spec.input_perm is None else ints[:, np.asarray(spec.input_perm)]
 
@@ -86,8 +92,9 @@ def stream_order(y: np.ndarray, spec: HostSpec) -> np.ndarray:
 
 
 def outputs(hw: np.ndarray, spec: HostSpec) -> np.ndarray:
-    """Accelerator integers (stream order) -> the model's float outputs (tail applied)."""
-    return apply_ops(model_order(np.asarray(hw), spec), spec.output_tail)
+    """Accelerator integers (stream order) -> the model's outputs (tail and post ops applied)."""
+    y = apply_ops(model_order(np.asarray(hw), spec), spec.output_tail)
+    return run_nodes(y, spec.output_post).reshape(len(y), -1) if spec.output_post else y
 
 
 def decide(y: np.ndarray, spec: HostSpec) -> np.ndarray:

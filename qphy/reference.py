@@ -34,7 +34,11 @@ def batched_model(model: ModelWrapper, n: int) -> ModelWrapper:
     for vi in list(m.graph.input[:1]) + list(m.graph.output):
         vi.type.tensor_type.shape.dim[0].dim_value = n
     del m.graph.value_info[:]
-    return m.transform(InferShapes())
+    from qphy.intake import batch_reshapes, fold_shapes  # noqa: PLC0415
+
+    # Flatten chains (Shape/Gather/.../Reshape) folded at batch 1 reshape to (1, ...): per
+    # vector, that leading 1 is the batch; still dynamic ones fold at this batch size.
+    return fold_shapes(batch_reshapes(m, n).transform(InferShapes()))
 
 
 def execute_batch(model: ModelWrapper, inputs: np.ndarray, full_context: bool = False):
@@ -184,9 +188,10 @@ def float_tail(model: ModelWrapper) -> FloatTail | None:
     an UnsupportedLayerError naming the node.
     """
     from qphy.errors import UnsupportedLayerError, UnsupportedNode  # noqa: PLC0415
+    from qphy.intake import walk_post  # noqa: PLC0415
 
     path = []
-    name = model.graph.output[0].name
+    _, name = walk_post(model)  # Softmax/ArgMax/... after the integers run on the host
     while True:
         node = model.find_producer(name)
         if node is None:
@@ -217,17 +222,18 @@ def _quant_integers(model: ModelWrapper, ctx: dict, tensor: str, what: str) -> n
     name, hops = tensor, 0
     while True:
         node = model.find_producer(name)
-        if node is None or node.op_type not in _SCALE_PRESERVING | {"Quant"}:
+        if node is None or node.op_type not in _SCALE_PRESERVING | {"Quant", "BipolarQuant"}:
             raise MalformedModelError(
                 f"{what} ({tensor}) is not produced by a quantizer "
                 f"({node.op_type if node else 'graph input'}): quantize it (QuantIdentity, "
                 "QuantReLU, or a weight quantizer) so the accelerator sees integers"
             )
-        if node.op_type == "Quant":
+        if node.op_type in ("Quant", "BipolarQuant"):
             break
         name, hops = node.input[0], hops + 1
     scale = np.asarray(ctx[node.input[1]], dtype=np.float32)
-    zeropt = np.asarray(ctx[node.input[2]], dtype=np.float32)
+    bipolar = node.op_type == "BipolarQuant"  # +-1 times the scale: no zero point
+    zeropt = np.zeros(1, np.float32) if bipolar else np.asarray(ctx[node.input[2]], np.float32)
     if np.any(zeropt != 0):
         raise MalformedModelError(f"{what}: quantizer {node.name} has a non-zero zero point")
     if scale.size != 1 and hops:

@@ -55,6 +55,7 @@ PYTHON_FILES = (
     "qphy/errors.py",
     "qphy/fsutil.py",
     "qphy/host.py",
+    "qphy/host_ops.py",
     "qphy/variants.py",
     "bitstreams/__init__.py",
     "bitstreams/driver/__init__.py",
