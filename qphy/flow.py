@@ -61,8 +61,8 @@ def onnx_export_stage(
     """A user's QONNX file as an export directory: checked for supported ops first (every
     offending node listed), then seeded random inputs (half saturating) and qonnx's outputs."""
     from hw.checks import check_qonnx_supported  # noqa: PLC0415
-    from hw.runner import load_model  # noqa: PLC0415
     from hw.steps import cleanup_keep_names  # noqa: PLC0415
+    from qphy.qonnx_io import load_model  # noqa: PLC0415
 
     path = Path(path)
     check_qonnx_supported(cleanup_keep_names(load_model(path)))

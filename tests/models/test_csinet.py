@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.csinet import (
+from models.csi.csinet import (
     ARCHS,
     CODEWORD_SIZES,
     Centre,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.mimo import (
+from models.detector.mimo import (
     ChannelKind,
     DetectionConfig,
     Modulation,

@@ -10,13 +10,13 @@ import torch
 from brevitas.nn import QuantConv2d, QuantLinear
 from torch import nn
 
-from models.csinet import LEAKY_SLOPE, Fire, conv_bn
+from models.csi import jobs as csi
+from models.csi.csinet import LEAKY_SLOPE, Fire, conv_bn
+from models.csi.qat import QuantAutoencoder, _fold_bn
 from models.registry import build_model
 from qphy.errors import CheckpointError, ConfigError, UnsupportedLayerError
 from qphy.variants import parse_bits
-from quant import csi
 from quant.export import export_verified
-from quant.qat_csinet import QuantAutoencoder, _fold_bn
 
 
 def _calibrated(arch: str, bits: str = "w4a4", codeword_bits: int = 6, **kw) -> QuantAutoencoder:

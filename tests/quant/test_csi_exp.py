@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from experiments.registry import run_experiment
 from qphy.cli import main
-from quant.compress.experiments import run_experiment
 
 pytestmark = pytest.mark.slow
 

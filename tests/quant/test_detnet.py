@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.classical import mmse
-from models.detnet import DetNet, DetNetShape
-from models.mimo import ChannelKind, DetectionConfig, sample_numpy
-from qphy.errors import ConfigError
-from quant import checkpoint
-from quant.detnet import (
+from models.detector.classical import mmse
+from models.detector.detnet import DetNet, DetNetShape
+from models.detector.detnet_cost import detnet_account, detnet_flops
+from models.detector.detnet_train import (
     DetNetTrainConfig,
     detnet_meta,
     evaluate_detnet_ber,
@@ -23,16 +21,17 @@ from quant.detnet import (
     train_detnet,
     validation_loss,
 )
-from quant.green_detnet import (
+from models.detector.green import (
     ColumnGroupLasso,
     SparseGroupLasso,
     column_masks,
-    detnet_account,
-    detnet_flops,
     l1_penalty,
     prune_and_finetune,
     threshold_masks,
 )
+from models.detector.mimo import ChannelKind, DetectionConfig, sample_numpy
+from qphy.errors import ConfigError
+from quant import checkpoint
 from tests.models.conftest import _one_thread  # noqa: F401 - autouse: one torch thread
 
 DET = DetectionConfig(n_rx=6, k_tx=4, channel=ChannelKind.IID_GAUSSIAN)

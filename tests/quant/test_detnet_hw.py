@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.detnet import DetNet, DetNetShape
+from models.detector.config import QuantConfig
+from models.detector.detnet import DetNet, DetNetShape
+from models.detector.detnet_hw import MLP, equalize, to_mlp
 from qphy.errors import ConfigError
 from qphy.variants import parse_bits
-from quant.config import QuantConfig
-from quant.detnet_hw import MLP, equalize, to_mlp
 
 
 def _detnet(layers: int, seed: int = 0, negative_t: bool = False) -> DetNet:

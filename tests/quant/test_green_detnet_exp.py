@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from experiments.registry import run_experiment
 from qphy.cli import main
 from qphy.errors import ConfigError
-from quant.compress.experiments import run_experiment
 
 ROWS = [
     "detnet",

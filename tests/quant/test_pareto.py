@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from experiments.registry import run_experiment
+from experiments.studies.pareto_detector import _pareto
 from qphy.cli import main
-from quant.compress.exp_pareto import _pareto
-from quant.compress.experiments import run_experiment
 from tests.sim.conftest import verilator  # noqa: F401 - the shared skip-or-fail fixture
 
 

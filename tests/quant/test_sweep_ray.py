@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from experiments.registry import run_experiment
 from qphy.errors import ConfigError
-from quant.compress.experiments import run_experiment
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow

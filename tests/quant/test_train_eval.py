@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.fullycon import FullyCon
+from models.detector.config import QuantConfig
+from models.detector.evaluate import evaluate_ber, snr_at_ber, write_ber
+from models.detector.fullycon import FullyCon
+from models.detector.jobs import load_or_train
+from models.detector.train import train_float
 from qphy import targets
 from qphy.flow import export_stage
 from qphy.variants import Bits
 from quant import checkpoint
-from quant.config import QuantConfig
-from quant.evaluate import evaluate_ber, snr_at_ber, write_ber
-from quant.pipeline import load_or_train
-from quant.train import train_float
 
 
 def test_float_training_learns(tmp_path):

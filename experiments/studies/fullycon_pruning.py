@@ -1,0 +1,157 @@
+"""The ``fullycon-pruning`` experiment: magnitude pruning of the shipped float FullyCon,
+fine-tuned with masks (registered in :mod:`experiments.registry` on import)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments import kit
+from experiments.registry import experiment
+from models.detector.finetune import finetune
+from quant.compress.masks import MaskCallback, magnitude_masks, sparsity, zero_weights
+
+
+@dataclass(frozen=True)
+class PruningGrid:
+    """Settings of ``fullycon-pruning``.
+
+    Attributes:
+        thresholds: Magnitude thresholds t (|w| < t pruned, one global t); 0 is the control
+            (fine-tuned like the others, nothing pruned).
+        retrain_steps: Fine-tuning steps after pruning (masks held by MaskCallback).
+        lr: Fine-tuning learning rate (1e-4, as in the paper).
+        batch_size: Vectors per fine-tuning step.
+        eval_bits_per_snr: Bits simulated per SNR point (8..13 dB).
+    """
+
+    thresholds: tuple[float, ...]
+    retrain_steps: int
+    lr: float = 1e-4
+    batch_size: int = 1000
+    eval_bits_per_snr: int = 1_000_000
+
+
+PRUNING_GRIDS = {
+    "small": PruningGrid(
+        thresholds=(0.025, 0.05), retrain_steps=20, batch_size=200, eval_bits_per_snr=20_000
+    ),
+    "full": PruningGrid(
+        thresholds=(0.0, 0.010, 0.025, 0.050, 0.075, 0.100),
+        retrain_steps=2000,
+        batch_size=1000,
+        eval_bits_per_snr=1_000_000,
+    ),
+}
+
+
+@experiment(
+    "fullycon-pruning",
+    "magnitude pruning |w| < t of the shipped float FullyCon, fine-tuned with masks: "
+    "% pruned, FLOPs, memory, BER 8..13 dB",
+)
+def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
+    s, console, cfg, common, load = kit.fullycon_setup(PruningGrid, PRUNING_GRIDS, grid, overrides)
+
+    def shipped_point() -> dict:
+        return {"threshold": None, **kit.measure(cfg, load(), "float", with_mmse=True)}
+
+    def pruned_point(t: float, key: str) -> Callable[[], dict]:
+        def compute() -> dict:
+            model = copy.deepcopy(load())
+            masks = magnitude_masks(model, t)
+            fitres = finetune(
+                model,
+                cfg,
+                steps=s.retrain_steps,
+                lr=s.lr,
+                callbacks=[MaskCallback(masks)],
+                seed=kit.FINETUNE_SEED,
+                description=f"retrain {key}",
+            )
+            zeros = dict(zero_weights(model))
+            held = all(bool(zeros[n][~m].all()) for n, m in masks.items())
+            return {
+                "threshold": t,
+                "mask_pruned_fraction": sparsity(masks),
+                "masks_held": held,
+                "final_train_loss": fitres.mean_recent_loss,
+                **kit.measure(cfg, model, key),
+            }
+
+        return compute
+
+    points = [("shipped", {**common, "point": "shipped float, no fine-tuning"}, shipped_point)]
+    for t in s.thresholds:
+        key = f"t{t:.3f}"
+        settings = kit.finetune_settings(
+            common,
+            s,
+            threshold=t,
+            retrain_steps=s.retrain_steps,
+        )
+        points.append((key, settings, pruned_point(t, key)))
+    rows, computed = kit.run("fullycon-pruning", out_dir, points, console)
+
+    ref = kit.mark_no_ber_loss(rows)
+    for row in rows:
+        row["max_ber_ratio"] = max(
+            (b / r if r > 0 else float("inf") if b > 0 else 1.0)
+            for b, r in zip(row["ber"], ref["ber"], strict=True)
+        )
+    best = [r for r in rows[1:] if r["no_ber_loss"]]
+    summary = kit.summary(
+        "fullycon-pruning",
+        grid,
+        s,
+        cfg.eval_snr_db,
+        rows,
+        computed,
+        no_ber_loss_rule="pruned BER - shipped BER <= 2 standard errors at every SNR",
+        max_pruned_without_ber_loss=max(
+            (r["account"]["pruned_fraction"] for r in best), default=0.0
+        ),
+    )
+    summary["target_met"] = summary["max_pruned_without_ber_loss"] >= 0.5
+    header, table = _pruning_table(rows, summary["snr_db"])
+    return kit.publish(
+        out_dir,
+        summary,
+        header,
+        table,
+        console,
+        f"Shipped float FullyCon, fixed 30x20 BPSK channel; magnitude pruning |w| < t (global t, "
+        f"weights only), then {s.retrain_steps} fine-tuning steps (Adam lr {s.lr:g}, batch "
+        f"{s.batch_size}) with the masks re-applied after every step. BER on "
+        f"{rows[0]['bits_per_snr']} bits per SNR (same vectors for every row). FLOPs per frame: "
+        f"each add and multiply one FLOP, zeros skipped. Memory: per layer min(dense 32-bit, "
+        f"CSR: 32-bit value + ceil(log2(fan_in))-bit column index per non-zero, "
+        f"(rows+1) ceil(log2(nnz+1))-bit row pointers), plus 32-bit biases. 'no BER loss': "
+        f"{summary['no_ber_loss_rule']}.",
+        after=f"\nMost weights pruned without BER loss: "
+        f"{100 * summary['max_pruned_without_ber_loss']:.1f} % (target >= 50 %: "
+        f"{'met' if summary['target_met'] else 'not met'}).\n",
+        plot_title="FullyCon pruning",
+    )
+
+
+def _pruning_table(rows: list[dict], snr_db: list[float]) -> tuple[list[str], list[list[str]]]:
+    header = ["variant", "pruned %", "non-zero", "FLOPs/frame", "memory kbit"]
+    header += [f"BER {s:g} dB" for s in snr_db] + ["no BER loss"]
+    table = []
+    for r in rows:
+        a = r["account"]
+        table.append(
+            [
+                r["key"],
+                f"{100 * a['pruned_fraction']:.1f}",
+                f"{a['nonzero_weights']}",
+                f"{a['flops_per_frame']}",
+                f"{a['memory_bits'] / 1000:.1f}",
+                *kit.ber_cells(r),
+                "yes" if r["no_ber_loss"] else "no",
+            ]
+        )
+    return header, table
