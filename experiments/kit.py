@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,10 @@ from rich.table import Table
 
 from experiments.sweep import run_points
 from models.detector.config import QuantConfig
-from models.detector.finetune import ber, no_ber_loss
+from models.detector.finetune import ber, finetune, no_ber_loss
 from qphy.errors import ConfigError
 from qphy.fsutil import atomic_write_json, atomic_write_text
+from qphy.variants import Bits
 from quant.compress.accounting import account
 
 #: Seed of the fine-tuning data stream: the same for every grid point, so points differ only in
@@ -42,8 +43,26 @@ BER_SEED = 1234
 FIXED_CHANNEL = "fixed Toeplitz-0.6 30x20 BPSK"
 SHIPPED_FLOAT = "quant/checkpoints/fullycon_float_fixed.pt (shipped float)"
 
+#: What the reference point of a FullyCon study is.
+SHIPPED_POINT = "shipped float, no fine-tuning"
+
 #: A grid point: its cache key, the settings that produced it, and the work.
 Point = tuple[str, dict, Callable[[], dict]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BerGrid:
+    """The settings every FullyCon study has besides its own (a study's grid subclasses it).
+
+    Attributes:
+        lr: Adam learning rate of the fine-tuning (1e-4, as in the paper) or training.
+        batch_size: Vectors per step.
+        eval_bits_per_snr: Bits simulated per SNR point (8..13 dB).
+    """
+
+    lr: float = 1e-4
+    batch_size: int = 1000
+    eval_bits_per_snr: int = 1_000_000
 
 
 # ---- settings ------------------------------------------------------------------------------
@@ -102,6 +121,18 @@ def fullycon_setup(
     return s, Console(), cfg, common, functools.cache(shipped_float)
 
 
+def qat_start(float_model: torch.nn.Module, bits: Bits) -> torch.nn.Module:
+    """A QAT FullyCon of ``bits`` (per-channel power-of-two weights, quant.recipes) of the float
+    model's shape, initialised from it (seeded: the same start for every point)."""
+    from models.detector.qat import QuantFullyCon  # noqa: PLC0415 - brevitas only when needed
+    from quant.recipes import Recipe  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = QuantFullyCon(Recipe(bits), float_model.shape)
+    model.load_float(float_model)
+    return model
+
+
 def finetune_settings(common: dict, s: Any, **own: Any) -> dict:
     """A fine-tuned point's settings: the shared ones, its own, and the fine-tuning's
     (learning rate, batch, data seed), which decide whether a cached point still holds."""
@@ -114,6 +145,51 @@ def finetune_settings(common: dict, s: Any, **own: Any) -> dict:
 def run(name: str, out_dir: Path, points: Sequence[Point], console: Console):
     """Run (or read from the cache) every point: ``(rows, keys computed now)``."""
     return run_points(name, out_dir, list(points), console)
+
+
+def sweep(
+    common: dict,
+    reference: Callable[[], dict],
+    values: Sequence[Any],
+    key: Callable[[Any], str],
+    point_settings: Callable[[Any], dict],
+    row: Callable[[Any, str], dict],
+    *,
+    reference_key: str = "float",
+    reference_point: str = SHIPPED_POINT,
+) -> list[Point]:
+    """The points of a one-parameter study: the reference row first (``reference()``, the
+    shipped model, under ``reference_key``), then ``row(value, key(value))`` for every value,
+    cached under ``point_settings(value)``."""
+    points: list[Point] = [(reference_key, {**common, "point": reference_point}, reference)]
+    for value in values:
+        k = key(value)
+        points.append((k, point_settings(value), functools.partial(row, value, k)))
+    return points
+
+
+def finetuned(
+    cfg: QuantConfig,
+    s: Any,
+    model: torch.nn.Module,
+    key: str,
+    *,
+    steps: int,
+    callbacks: Sequence[Any] = (),
+    description: str | None = None,
+) -> dict:
+    """Fine-tune ``model`` in place (Adam at ``s.lr``, the shared data seed, the callbacks'
+    passes) and measure it: ``{"final_train_loss", **measure(...)}``."""
+    fit = finetune(
+        model,
+        cfg,
+        steps=steps,
+        lr=s.lr,
+        callbacks=callbacks,
+        seed=FINETUNE_SEED,
+        description=description or key,
+    )
+    return {"final_train_loss": fit.mean_recent_loss, **measure(cfg, model, key)}
 
 
 def measure(cfg: QuantConfig, model: torch.nn.Module, name: str, **ber_kwargs) -> dict:
@@ -139,6 +215,11 @@ def mark_no_ber_loss(rows: list[dict]) -> dict:
     for row in rows:
         row["no_ber_loss"] = no_ber_loss(row["errors"], ref["errors"], ref["bits_per_snr"])
     return ref
+
+
+def ber_curve(cfg: QuantConfig, model: torch.nn.Module, key: str) -> list[float]:
+    """The model's BER per SNR alone (no accounting), on the studies' shared vectors."""
+    return ber(cfg, {key: model}, seed=BER_SEED)["ber"][key]
 
 
 def summary(
@@ -174,6 +255,28 @@ def summary(
 def ber_cells(row: dict) -> list[str]:
     """A row's BER per SNR as table cells."""
     return [f"{b:.2e}" for b in row["ber"]]
+
+
+def ber_table(
+    rows: list[dict],
+    snr_db: Sequence[float],
+    columns: Sequence[tuple[str, Callable[[dict], str]]],
+    tail: Sequence[tuple[str, Callable[[dict], str]]] = (),
+) -> tuple[list[str], list[list[str]]]:
+    """``(header, cells)`` of a BER table: the study's ``columns`` (a header and a cell
+    function each), the BER per SNR, then the ``tail`` columns."""
+    header = [h for h, _ in columns] + [f"BER {x:g} dB" for x in snr_db] + [h for h, _ in tail]
+    cells = [[f(r) for _, f in columns] + ber_cells(r) + [f(r) for _, f in tail] for r in rows]
+    return header, cells
+
+
+def kbit(bits: int) -> str:
+    """A memory cell: bits as kbit with one decimal."""
+    return f"{bits / 1000:.1f}"
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def print_table(console: Console, title: str, header: list[str], rows: list[list[str]]) -> None:

@@ -9,6 +9,7 @@ installs it without touching the environment (torch and the rest come from the r
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,6 +33,19 @@ DATA = (
 )
 
 
+#: What is no source of the package (venvs, caches, build outputs).
+NOT_SOURCE = (
+    ".git",
+    ".venv",
+    "build",
+    ".cache",
+    "__pycache__",
+    "*.egg-info",
+    ".*_cache",
+    "sim_build",
+)
+
+
 def _pip(*args: str, cwd: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
@@ -43,7 +57,11 @@ def _pip(*args: str, cwd: Path) -> None:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
-    _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(ROOT), cwd=tmp)
+    # Built from a clean copy of the checkout: setuptools builds in-tree (build/, *.egg-info),
+    # and a stale build/lib in the checkout would leak removed modules into the wheel.
+    src = tmp / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+    _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src), cwd=tmp)
     (wheel,) = (tmp / "dist").glob("qphy-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [d for d in DATA if d not in names]

@@ -3,8 +3,8 @@ studies) on qphy's generated indoor/outdoor CSI, CR 4/8/16/32.
 
 * pruning: magnitude pruning ``|w| < t`` of every weight of the float CsiNet+ (encoder and
   decoder, biases kept), fine-tuned with the masks held (:class:`MaskCallback`) through the CSI
-  trainer (:func:`models.csi.jobs.fit_autoencoder`, i.e. :func:`quant.trainer.fit`); test-set NMSE and the
-  remaining weights, encoder (the UE side, on the FPGA) and whole.
+  trainer (:func:`models.csi.jobs.fit_autoencoder`, i.e. :func:`quant.trainer.fit`); test-set
+  NMSE and the remaining weights, encoder (the UE side, on the FPGA) and whole.
 * quantization: QAT of the encoder at ``w<B>a8`` (codeword 8 bit; the decoder stays float, as in
   the shipped variants) fine-tuned from the float model; test NMSE and the encoder's weight
   memory against 32 bit.

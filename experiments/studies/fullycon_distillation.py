@@ -4,15 +4,14 @@ on import)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from experiments import kit
 from experiments.registry import experiment
-from models.detector.finetune import finetune
 from models.detector.fullycon import FullyConShape
 from qphy.variants import Bits
 from quant.compress.distill import Distillation
@@ -22,8 +21,8 @@ INIT_SEED = 0
 
 
 @dataclass(frozen=True)
-class DistillationGrid:
-    """Settings of ``fullycon-distillation``.
+class DistillationGrid(kit.BerGrid):
+    """Settings of ``fullycon-distillation`` (and :class:`~experiments.kit.BerGrid`'s).
 
     Attributes:
         widths: Hidden widths of the students (the teacher's is 200).
@@ -32,8 +31,6 @@ class DistillationGrid:
         act_bits: Students' activation width.
         alpha: Weight of the distillation term (loss = MSE to symbols + alpha * MSE to teacher).
         lr: Adam learning rate (students start from scratch: the float training's 1e-3).
-        batch_size: Vectors per step.
-        eval_bits_per_snr: Bits simulated per SNR point (8..13 dB).
     """
 
     widths: tuple[int, ...]
@@ -41,9 +38,7 @@ class DistillationGrid:
     weight_bits: int = 4
     act_bits: int = 4
     alpha: float = 1.0
-    lr: float = 1e-3
-    batch_size: int = 1000
-    eval_bits_per_snr: int = 1_000_000
+    lr: float = field(default=1e-3, kw_only=True)
 
 
 DISTILL_GRIDS = {
@@ -73,52 +68,37 @@ def fullycon_distillation(out_dir: Path, grid: str, overrides: dict) -> dict:
             **kit.measure(cfg, load(), "teacher"),
         }
 
-    def student_point(width: int, with_teacher: bool, key: str) -> Callable[[], dict]:
-        def compute() -> dict:
-            torch.manual_seed(INIT_SEED)
-            shape = FullyConShape(
-                n_rx=load().shape.n_rx,
-                k_tx=load().shape.k_tx,
-                hidden=width,
-                n_hidden_layers=load().shape.n_hidden_layers,
-            )
-            model = QuantFullyCon(Recipe(bits), shape)
-            callbacks = [Distillation(load(), s.alpha)] if with_teacher else []
-            fitres = finetune(
-                model,
-                cfg,
-                steps=s.steps,
-                lr=s.lr,
-                callbacks=callbacks,
-                seed=kit.FINETUNE_SEED,
-                description=key,
-            )
-            return {
-                "width": width,
-                "teacher": "float FullyCon 200" if with_teacher else None,
-                "final_train_loss": fitres.mean_recent_loss,
-                **kit.measure(cfg, model, key),
-            }
-
-        return compute
+    def student(width: int, with_teacher: bool, key: str) -> dict:
+        torch.manual_seed(INIT_SEED)
+        shape = FullyConShape(
+            n_rx=load().shape.n_rx,
+            k_tx=load().shape.k_tx,
+            hidden=width,
+            n_hidden_layers=load().shape.n_hidden_layers,
+        )
+        model = QuantFullyCon(Recipe(bits), shape)
+        callbacks = [Distillation(load(), s.alpha)] if with_teacher else []
+        return {
+            "width": width,
+            "teacher": "float FullyCon 200" if with_teacher else None,
+            **kit.finetuned(cfg, s, model, key, steps=s.steps, callbacks=callbacks),
+        }
 
     points = [("teacher", {**common, "point": "shipped float, the teacher"}, teacher_point)]
     for width in s.widths:
         for with_teacher in (False, True):
             key = f"h{width}_{bits.tag}_{'kd' if with_teacher else 'alone'}"
-            settings = {
-                **common,
-                "width": width,
-                "bits": bits.tag,
-                "teacher": with_teacher,
-                "alpha": s.alpha if with_teacher else 0.0,
-                "steps": s.steps,
-                "lr": s.lr,
-                "batch_size": s.batch_size,
-                "init_seed": INIT_SEED,
-                "finetune_seed": kit.FINETUNE_SEED,
-            }
-            points.append((key, settings, student_point(width, with_teacher, key)))
+            settings = kit.finetune_settings(
+                common,
+                s,
+                width=width,
+                bits=bits.tag,
+                teacher=with_teacher,
+                alpha=s.alpha if with_teacher else 0.0,
+                steps=s.steps,
+                init_seed=INIT_SEED,
+            )
+            points.append((key, settings, functools.partial(student, width, with_teacher, key)))
     rows, computed = kit.run("fullycon-distillation", out_dir, points, console)
     summary = kit.summary(
         "fullycon-distillation",
@@ -130,19 +110,17 @@ def fullycon_distillation(out_dir: Path, grid: str, overrides: dict) -> dict:
         start=None,
         teacher="quant/checkpoints/fullycon_float_fixed.pt (shipped float, hidden 200)",
     )
-    header = ["variant", "hidden", "teacher", "weights", "memory kbit"]
-    header += [f"BER {x:g} dB" for x in summary["snr_db"]]
-    table = [
+    header, table = kit.ber_table(
+        rows,
+        summary["snr_db"],
         [
-            r["key"],
-            str(r["width"]),
-            "-" if r["key"] == "teacher" else ("yes" if r["teacher"] else "no"),
-            str(r["account"]["weights"]),
-            f"{r['account']['dense_memory_bits'] / 1000:.1f}",
-            *kit.ber_cells(r),
-        ]
-        for r in rows
-    ]
+            ("variant", lambda r: r["key"]),
+            ("hidden", lambda r: str(r["width"])),
+            ("teacher", lambda r: "-" if r["key"] == "teacher" else kit.yes_no(r["teacher"])),
+            ("weights", lambda r: str(r["account"]["weights"])),
+            ("memory kbit", lambda r: kit.kbit(r["account"]["dense_memory_bits"])),
+        ],
+    )
     return kit.publish(
         out_dir,
         summary,

@@ -4,34 +4,26 @@ FullyCon's hidden-to-hidden layers at rank r, fine-tuned (registered in
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from experiments import kit
 from experiments.registry import experiment
-from models.detector.finetune import ber, finetune
 from models.detector.lowrank import factorize, hidden_ranks
 
 
 @dataclass(frozen=True)
-class LowRankGrid:
-    """Settings of ``fullycon-lowrank``.
+class LowRankGrid(kit.BerGrid):
+    """Settings of ``fullycon-lowrank`` (and :class:`~experiments.kit.BerGrid`'s).
 
     Attributes:
         ranks: Ranks r of the factorised hidden-to-hidden (200x200) layers; the input and
             output layers stay dense.
         finetune_steps: Fine-tuning steps after the factorisation.
-        lr: Fine-tuning learning rate.
-        batch_size: Vectors per step.
-        eval_bits_per_snr: Bits simulated per SNR point (8..13 dB).
     """
 
     ranks: tuple[int, ...]
     finetune_steps: int
-    lr: float = 1e-4
-    batch_size: int = 1000
-    eval_bits_per_snr: int = 1_000_000
 
 
 LOWRANK_GRIDS = {
@@ -48,38 +40,27 @@ LOWRANK_GRIDS = {
 def fullycon_lowrank(out_dir: Path, grid: str, overrides: dict) -> dict:
     s, console, cfg, common, load = kit.fullycon_setup(LowRankGrid, LOWRANK_GRIDS, grid, overrides)
 
-    def float_point() -> dict:
-        return {"rank": None, "factorised_layers": [], **kit.measure(cfg, load(), "float")}
+    def factorised(r: int, key: str) -> dict:
+        ranks = hidden_ranks(load(), r)
+        model = factorize(load(), ranks)
+        before = kit.ber_curve(cfg, model, key)
+        return {
+            "rank": r,
+            "factorised_layers": sorted(ranks),
+            "ber_before_finetune": before,
+            **kit.finetuned(cfg, s, model, key, steps=s.finetune_steps),
+        }
 
-    def rank_point(r: int, key: str) -> Callable[[], dict]:
-        def compute() -> dict:
-            ranks = hidden_ranks(load(), r)
-            model = factorize(load(), ranks)
-            before = ber(cfg, {key: model}, seed=kit.BER_SEED)["ber"][key]
-            fitres = finetune(
-                model, cfg, steps=s.finetune_steps, lr=s.lr, seed=kit.FINETUNE_SEED, description=key
-            )
-            return {
-                "rank": r,
-                "factorised_layers": sorted(ranks),
-                "ber_before_finetune": before,
-                "final_train_loss": fitres.mean_recent_loss,
-                **kit.measure(cfg, model, key),
-            }
-
-        return compute
-
-    points = [("float", {**common, "point": "shipped float, no fine-tuning"}, float_point)]
-    for r in s.ranks:
-        key = f"rank{r}"
-        settings = kit.finetune_settings(
-            common,
-            s,
-            rank=r,
-            layers="hidden-to-hidden",
-            finetune_steps=s.finetune_steps,
-        )
-        points.append((key, settings, rank_point(r, key)))
+    points = kit.sweep(
+        common,
+        lambda: {"rank": None, "factorised_layers": [], **kit.measure(cfg, load(), "float")},
+        s.ranks,
+        lambda r: f"rank{r}",
+        lambda r: kit.finetune_settings(
+            common, s, rank=r, layers="hidden-to-hidden", finetune_steps=s.finetune_steps
+        ),
+        factorised,
+    )
     rows, computed = kit.run("fullycon-lowrank", out_dir, points, console)
     ref = rows[0]["account"]
     for row in rows:
@@ -94,21 +75,24 @@ def fullycon_lowrank(out_dir: Path, grid: str, overrides: dict) -> dict:
     )
     snr = summary["snr_db"]
     i11 = snr.index(11.0) if 11.0 in snr else len(snr) // 2
-    header = ["variant", "rank", "weights", "weights %", "FLOPs/frame", "memory kbit"]
-    header += [f"BER {snr[i11]:g} dB before FT"] + [f"BER {x:g} dB" for x in snr]
-    table = [
+    header, table = kit.ber_table(
+        rows,
+        snr,
         [
-            r["key"],
-            "-" if r["rank"] is None else str(r["rank"]),
-            str(r["account"]["weights"]),
-            f"{100 * r['weights_fraction']:.1f}",
-            str(r["account"]["flops_per_frame"]),
-            f"{r['account']['memory_bits'] / 1000:.1f}",
-            f"{r['ber_before_finetune'][i11]:.2e}" if "ber_before_finetune" in r else "-",
-            *kit.ber_cells(r),
-        ]
-        for r in rows
-    ]
+            ("variant", lambda r: r["key"]),
+            ("rank", lambda r: "-" if r["rank"] is None else str(r["rank"])),
+            ("weights", lambda r: str(r["account"]["weights"])),
+            ("weights %", lambda r: f"{100 * r['weights_fraction']:.1f}"),
+            ("FLOPs/frame", lambda r: str(r["account"]["flops_per_frame"])),
+            ("memory kbit", lambda r: kit.kbit(r["account"]["memory_bits"])),
+            (
+                f"BER {snr[i11]:g} dB before FT",
+                lambda r: (
+                    f"{r['ber_before_finetune'][i11]:.2e}" if "ber_before_finetune" in r else "-"
+                ),
+            ),
+        ],
+    )
     return kit.publish(
         out_dir,
         summary,

@@ -4,34 +4,26 @@ fine-tuned with masks (registered in :mod:`experiments.registry` on import)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from experiments import kit
 from experiments.registry import experiment
-from models.detector.finetune import finetune
 from quant.compress.masks import MaskCallback, magnitude_masks, sparsity, zero_weights
 
 
 @dataclass(frozen=True)
-class PruningGrid:
-    """Settings of ``fullycon-pruning``.
+class PruningGrid(kit.BerGrid):
+    """Settings of ``fullycon-pruning`` (and :class:`~experiments.kit.BerGrid`'s).
 
     Attributes:
         thresholds: Magnitude thresholds t (|w| < t pruned, one global t); 0 is the control
             (fine-tuned like the others, nothing pruned).
         retrain_steps: Fine-tuning steps after pruning (masks held by MaskCallback).
-        lr: Fine-tuning learning rate (1e-4, as in the paper).
-        batch_size: Vectors per fine-tuning step.
-        eval_bits_per_snr: Bits simulated per SNR point (8..13 dB).
     """
 
     thresholds: tuple[float, ...]
     retrain_steps: int
-    lr: float = 1e-4
-    batch_size: int = 1000
-    eval_bits_per_snr: int = 1_000_000
 
 
 PRUNING_GRIDS = {
@@ -55,46 +47,32 @@ PRUNING_GRIDS = {
 def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
     s, console, cfg, common, load = kit.fullycon_setup(PruningGrid, PRUNING_GRIDS, grid, overrides)
 
-    def shipped_point() -> dict:
-        return {"threshold": None, **kit.measure(cfg, load(), "float", with_mmse=True)}
-
-    def pruned_point(t: float, key: str) -> Callable[[], dict]:
-        def compute() -> dict:
-            model = copy.deepcopy(load())
-            masks = magnitude_masks(model, t)
-            fitres = finetune(
-                model,
-                cfg,
-                steps=s.retrain_steps,
-                lr=s.lr,
-                callbacks=[MaskCallback(masks)],
-                seed=kit.FINETUNE_SEED,
-                description=f"retrain {key}",
-            )
-            zeros = dict(zero_weights(model))
-            held = all(bool(zeros[n][~m].all()) for n, m in masks.items())
-            return {
-                "threshold": t,
-                "mask_pruned_fraction": sparsity(masks),
-                "masks_held": held,
-                "final_train_loss": fitres.mean_recent_loss,
-                **kit.measure(cfg, model, key),
-            }
-
-        return compute
-
-    points = [("shipped", {**common, "point": "shipped float, no fine-tuning"}, shipped_point)]
-    for t in s.thresholds:
-        key = f"t{t:.3f}"
-        settings = kit.finetune_settings(
-            common,
+    def pruned(t: float, key: str) -> dict:
+        model = copy.deepcopy(load())
+        masks = magnitude_masks(model, t)
+        row = kit.finetuned(
+            cfg,
             s,
-            threshold=t,
-            retrain_steps=s.retrain_steps,
+            model,
+            key,
+            steps=s.retrain_steps,
+            callbacks=[MaskCallback(masks)],
+            description=f"retrain {key}",
         )
-        points.append((key, settings, pruned_point(t, key)))
-    rows, computed = kit.run("fullycon-pruning", out_dir, points, console)
+        zeros = dict(zero_weights(model))
+        held = all(bool(zeros[n][~m].all()) for n, m in masks.items())
+        return {"threshold": t, "mask_pruned_fraction": sparsity(masks), "masks_held": held, **row}
 
+    points = kit.sweep(
+        common,
+        lambda: {"threshold": None, **kit.measure(cfg, load(), "float", with_mmse=True)},
+        s.thresholds,
+        lambda t: f"t{t:.3f}",
+        lambda t: kit.finetune_settings(common, s, threshold=t, retrain_steps=s.retrain_steps),
+        pruned,
+        reference_key="shipped",
+    )
+    rows, computed = kit.run("fullycon-pruning", out_dir, points, console)
     ref = kit.mark_no_ber_loss(rows)
     for row in rows:
         row["max_ber_ratio"] = max(
@@ -115,7 +93,18 @@ def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
         ),
     )
     summary["target_met"] = summary["max_pruned_without_ber_loss"] >= 0.5
-    header, table = _pruning_table(rows, summary["snr_db"])
+    header, table = kit.ber_table(
+        rows,
+        summary["snr_db"],
+        [
+            ("variant", lambda r: r["key"]),
+            ("pruned %", lambda r: f"{100 * r['account']['pruned_fraction']:.1f}"),
+            ("non-zero", lambda r: f"{r['account']['nonzero_weights']}"),
+            ("FLOPs/frame", lambda r: f"{r['account']['flops_per_frame']}"),
+            ("memory kbit", lambda r: kit.kbit(r["account"]["memory_bits"])),
+        ],
+        [("no BER loss", lambda r: kit.yes_no(r["no_ber_loss"]))],
+    )
     return kit.publish(
         out_dir,
         summary,
@@ -135,23 +124,3 @@ def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
         f"{'met' if summary['target_met'] else 'not met'}).\n",
         plot_title="FullyCon pruning",
     )
-
-
-def _pruning_table(rows: list[dict], snr_db: list[float]) -> tuple[list[str], list[list[str]]]:
-    header = ["variant", "pruned %", "non-zero", "FLOPs/frame", "memory kbit"]
-    header += [f"BER {s:g} dB" for s in snr_db] + ["no BER loss"]
-    table = []
-    for r in rows:
-        a = r["account"]
-        table.append(
-            [
-                r["key"],
-                f"{100 * a['pruned_fraction']:.1f}",
-                f"{a['nonzero_weights']}",
-                f"{a['flops_per_frame']}",
-                f"{a['memory_bits'] / 1000:.1f}",
-                *kit.ber_cells(r),
-                "yes" if r["no_ber_loss"] else "no",
-            ]
-        )
-    return header, table

@@ -3,38 +3,28 @@ B-bit weights (registered in :mod:`experiments.registry` on import)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from experiments import kit
 from experiments.registry import experiment
-from models.detector.finetune import finetune, no_ber_loss
 from qphy.variants import Bits
 from quant.compress.accounting import FLOAT_BITS
 
 
 @dataclass(frozen=True)
-class QuantizationGrid:
-    """Settings of ``fullycon-quantization``.
+class QuantizationGrid(kit.BerGrid):
+    """Settings of ``fullycon-quantization`` (and :class:`~experiments.kit.BerGrid`'s).
 
     Attributes:
         weight_bits: Weight widths B of the QAT fine-tunes (activations ``act_bits``).
-        act_bits: Activation width (ReLU outputs) of every variant.
         qat_steps: QAT fine-tuning steps from the shipped float model.
-        lr: QAT learning rate.
-        batch_size: Vectors per QAT step.
-        eval_bits_per_snr: Bits simulated per SNR point (8..13 dB).
+        act_bits: Activation width (ReLU outputs) of every variant.
     """
 
     weight_bits: tuple[int, ...]
     qat_steps: int
     act_bits: int = 8
-    lr: float = 1e-4
-    batch_size: int = 1000
-    eval_bits_per_snr: int = 1_000_000
 
 
 QUANT_GRIDS = {
@@ -50,48 +40,28 @@ QUANT_GRIDS = {
     "QAT fine-tunes of the shipped float FullyCon with B-bit weights: BER, memory saved vs 32-bit",
 )
 def fullycon_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
-    from models.detector.qat import QuantFullyCon  # noqa: PLC0415
-    from quant.recipes import Recipe  # noqa: PLC0415
-
     s, console, cfg, common, load = kit.fullycon_setup(
         QuantizationGrid, QUANT_GRIDS, grid, overrides
     )
 
-    def float_point() -> dict:
-        return {"weight_bits": FLOAT_BITS, **kit.measure(cfg, load(), "float")}
+    def qat(b: int, key: str) -> dict:
+        model = kit.qat_start(load(), Bits(b, s.act_bits))
+        return {"weight_bits": b, **kit.finetuned(cfg, s, model, key, steps=s.qat_steps)}
 
-    def qat_point(b: int, key: str) -> Callable[[], dict]:
-        def compute() -> dict:
-            torch.manual_seed(0)
-            model = QuantFullyCon(Recipe(Bits(b, s.act_bits)), load().shape)
-            model.load_float(load())
-            fitres = finetune(
-                model, cfg, steps=s.qat_steps, lr=s.lr, seed=kit.FINETUNE_SEED, description=key
-            )
-            return {
-                "weight_bits": b,
-                "final_train_loss": fitres.mean_recent_loss,
-                **kit.measure(cfg, model, key),
-            }
-
-        return compute
-
-    points = [("float", {**common, "point": "shipped float, no fine-tuning"}, float_point)]
-    for b in s.weight_bits:
-        key = f"w{b}a{s.act_bits}"
-        settings = kit.finetune_settings(
-            common,
-            s,
-            weight_bits=b,
-            act_bits=s.act_bits,
-            qat_steps=s.qat_steps,
-        )
-        points.append((key, settings, qat_point(b, key)))
+    points = kit.sweep(
+        common,
+        lambda: {"weight_bits": FLOAT_BITS, **kit.measure(cfg, load(), "float")},
+        s.weight_bits,
+        lambda b: f"w{b}a{s.act_bits}",
+        lambda b: kit.finetune_settings(
+            common, s, weight_bits=b, act_bits=s.act_bits, qat_steps=s.qat_steps
+        ),
+        qat,
+    )
     rows, computed = kit.run("fullycon-quantization", out_dir, points, console)
-    ref = rows[0]
+    ref = kit.mark_no_ber_loss(rows)
     dense_float = ref["account"]["dense_memory_bits"]
     for row in rows:
-        row["no_ber_loss"] = no_ber_loss(row["errors"], ref["errors"], ref["bits_per_snr"])
         row["memory_saved_vs_float32"] = 1.0 - row["account"]["dense_memory_bits"] / dense_float
     summary = kit.summary(
         "fullycon-quantization",
@@ -102,19 +72,17 @@ def fullycon_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
         computed,
         no_ber_loss_rule="QAT BER - float BER <= 2 standard errors at every SNR",
     )
-    header = ["variant", "weight bits", "memory kbit", "saved vs fp32 %"]
-    header += [f"BER {x:g} dB" for x in summary["snr_db"]] + ["no BER loss"]
-    table = [
+    header, table = kit.ber_table(
+        rows,
+        summary["snr_db"],
         [
-            r["key"],
-            str(r["weight_bits"]),
-            f"{r['account']['dense_memory_bits'] / 1000:.1f}",
-            f"{100 * r['memory_saved_vs_float32']:.1f}",
-            *kit.ber_cells(r),
-            "yes" if r["no_ber_loss"] else "no",
-        ]
-        for r in rows
-    ]
+            ("variant", lambda r: r["key"]),
+            ("weight bits", lambda r: str(r["weight_bits"])),
+            ("memory kbit", lambda r: kit.kbit(r["account"]["dense_memory_bits"])),
+            ("saved vs fp32 %", lambda r: f"{100 * r['memory_saved_vs_float32']:.1f}"),
+        ],
+        [("no BER loss", lambda r: kit.yes_no(r["no_ber_loss"]))],
+    )
     return kit.publish(
         out_dir,
         summary,

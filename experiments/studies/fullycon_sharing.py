@@ -6,7 +6,6 @@ snapping the codebooks onto an 8-bit fixed-point grid (registered in
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import torch
 
 from experiments import kit
 from experiments.registry import experiment
-from models.detector.finetune import ber, finetune
 from qphy.variants import Bits
 from quant.compress.accounting import BIAS_BITS, FLOAT_BITS, shared_memory
 from quant.compress.sharing import (
@@ -26,8 +24,8 @@ from quant.compress.sharing import (
 
 
 @dataclass(frozen=True)
-class SharingGrid:
-    """Settings of ``fullycon-sharing``.
+class SharingGrid(kit.BerGrid):
+    """Settings of ``fullycon-sharing`` (and :class:`~experiments.kit.BerGrid`'s).
 
     Attributes:
         index_bits: Index widths B (``2^B`` centroids per layer; the QAT variants get B-bit
@@ -36,18 +34,12 @@ class SharingGrid:
         snap_bits: Width of the fixed-point grid the codebooks are snapped onto.
         act_bits: Activation width of the fixed-point QAT variants (the shared model keeps
             float activations).
-        lr: Learning rate of both fine-tunings.
-        batch_size: Vectors per step.
-        eval_bits_per_snr: Bits simulated per SNR point (8..13 dB).
     """
 
     index_bits: tuple[int, ...]
     finetune_steps: int
     snap_bits: int = 8
     act_bits: int = 8
-    lr: float = 1e-4
-    batch_size: int = 1000
-    eval_bits_per_snr: int = 1_000_000
 
 
 SHARING_GRIDS = {
@@ -64,93 +56,54 @@ SHARING_GRIDS = {
     "QAT, and the BER cost of snapping the codebooks to an 8-bit grid",
 )
 def fullycon_sharing(out_dir: Path, grid: str, overrides: dict) -> dict:
-    from models.detector.qat import QuantFullyCon  # noqa: PLC0415
-    from quant.recipes import Recipe  # noqa: PLC0415
-
     s, console, cfg, common, load = kit.fullycon_setup(SharingGrid, SHARING_GRIDS, grid, overrides)
-    train = {
-        "finetune_steps": s.finetune_steps,
-        "lr": s.lr,
-        "batch_size": s.batch_size,
-        "finetune_seed": kit.FINETUNE_SEED,
-    }
 
-    def float_point() -> dict:
-        return {"method": "float", "weight_bits": FLOAT_BITS, **kit.measure(cfg, load(), "float")}
+    def shared(b: int, key: str) -> dict:
+        model = copy.deepcopy(load())
+        books = share_weights(model, b)
+        before = kit.ber_curve(cfg, model, key)
+        tuned = kit.finetuned(
+            cfg, s, model, key, steps=s.finetune_steps, callbacks=[WeightSharing(books)]
+        )
+        row = {
+            "method": "k-means sharing",
+            "weight_bits": b,
+            "ber_before_finetune": before,
+            "max_distinct_per_layer": max(distinct_values(model).values()),
+            "shared_memory": shared_memory(model, b).to_json(),
+            **tuned,
+        }
+        for field, per_channel in (("snapped", False), ("snapped_per_channel", True)):
+            row[field] = _snapped(cfg, model, s.snap_bits, per_channel, row, f"{key}_{field}")
+        return row
 
-    def shared_point(b: int, key: str) -> Callable[[], dict]:
-        def compute() -> dict:
-            model = copy.deepcopy(load())
-            books = share_weights(model, b)
-            before = ber(cfg, {key: model}, seed=kit.BER_SEED)["ber"][key]
-            fitres = finetune(
-                model,
-                cfg,
-                steps=s.finetune_steps,
-                lr=s.lr,
-                callbacks=[WeightSharing(books)],
-                seed=kit.FINETUNE_SEED,
-                description=key,
-            )
-            distinct = distinct_values(model)
-            row = {
-                "method": "k-means sharing",
-                "weight_bits": b,
-                "final_train_loss": fitres.mean_recent_loss,
-                "ber_before_finetune": before,
-                "max_distinct_per_layer": max(distinct.values()),
-                "shared_memory": shared_memory(model, b).to_json(),
-                **kit.measure(cfg, model, key),
-            }
-            for field, per_channel in (("snapped", False), ("snapped_per_channel", True)):
-                snapped = copy.deepcopy(model)
-                snap = snap_codebook_to_grid(snapped, s.snap_bits, per_channel=per_channel)
-                weights = sum(layer.ints.numel() for layer in snap.values())
-                row[field] = {
-                    "grid_bits": s.snap_bits,
-                    "scale": "one power of two per channel"
-                    if per_channel
-                    else "one power of two per layer (all channels equal)",
-                    "max_distinct_per_layer": max(distinct_values(snapped).values()),
-                    "scale_exponents": {
-                        n: sorted({int(e) for e in torch.log2(layer.scale).tolist()})
-                        for n, layer in snap.items()
-                    },
-                    # In FINN's MVAU the snapped weights are plain dense integers.
-                    "finn_memory_bits": int(
-                        weights * s.snap_bits + row["account"]["biases"] * BIAS_BITS
-                    ),
-                    **kit.measure(cfg, snapped, f"{key}_{field}"),
-                }
-            return row
+    def qat(b: int, key: str) -> dict:
+        model = kit.qat_start(load(), Bits(b, s.act_bits))
+        tuned = kit.finetuned(cfg, s, model, key, steps=s.finetune_steps)
+        return {"method": "fixed-point QAT", "weight_bits": b, **tuned}
 
-        return compute
+    def points_of(b: int) -> list[kit.Point]:
+        train = kit.finetune_settings(common, s, finetune_steps=s.finetune_steps)
+        kmeans, fixed = f"kmeans_b{b}", f"qat_w{b}a{s.act_bits}"
+        return [
+            (
+                kmeans,
+                {**train, "index_bits": b, "snap_bits": s.snap_bits},
+                lambda: shared(b, kmeans),
+            ),
+            (fixed, {**train, "weight_bits": b, "act_bits": s.act_bits}, lambda: qat(b, fixed)),
+        ]
 
-    def qat_point(b: int, key: str) -> Callable[[], dict]:
-        def compute() -> dict:
-            torch.manual_seed(0)
-            model = QuantFullyCon(Recipe(Bits(b, s.act_bits)), load().shape)
-            model.load_float(load())
-            fitres = finetune(
-                model, cfg, steps=s.finetune_steps, lr=s.lr, seed=kit.FINETUNE_SEED, description=key
-            )
-            return {
-                "method": "fixed-point QAT",
-                "weight_bits": b,
-                "final_train_loss": fitres.mean_recent_loss,
-                **kit.measure(cfg, model, key),
-            }
-
-        return compute
-
-    points = [("float", {**common, "point": "shipped float, no fine-tuning"}, float_point)]
+    reference = {"method": "float", "weight_bits": FLOAT_BITS}
+    points = [
+        (
+            "float",
+            {**common, "point": kit.SHIPPED_POINT},
+            lambda: {**reference, **kit.measure(cfg, load(), "float")},
+        )
+    ]
     for b in s.index_bits:
-        key = f"kmeans_b{b}"
-        settings = {**common, **train, "index_bits": b, "snap_bits": s.snap_bits}
-        points.append((key, settings, shared_point(b, key)))
-        key = f"qat_w{b}a{s.act_bits}"
-        settings = {**common, **train, "weight_bits": b, "act_bits": s.act_bits}
-        points.append((key, settings, qat_point(b, key)))
+        points += points_of(b)
     rows, computed = kit.run("fullycon-sharing", out_dir, points, console)
     for row in rows:
         row["memory_bits"] = (
@@ -204,6 +157,28 @@ def fullycon_sharing(out_dir: Path, grid: str, overrides: dict) -> dict:
     )
 
 
+def _snapped(cfg, model, snap_bits: int, per_channel: bool, row: dict, key: str) -> dict:
+    """The shared model with its codebooks snapped onto a ``snap_bits`` fixed-point grid (one
+    power-of-two scale per layer, or per channel), measured; no further training."""
+    snapped = copy.deepcopy(model)
+    snap = snap_codebook_to_grid(snapped, snap_bits, per_channel=per_channel)
+    weights = sum(layer.ints.numel() for layer in snap.values())
+    return {
+        "grid_bits": snap_bits,
+        "scale": "one power of two per channel"
+        if per_channel
+        else "one power of two per layer (all channels equal)",
+        "max_distinct_per_layer": max(distinct_values(snapped).values()),
+        "scale_exponents": {
+            n: sorted({int(e) for e in torch.log2(layer.scale).tolist()})
+            for n, layer in snap.items()
+        },
+        # In FINN's MVAU the snapped weights are plain dense integers.
+        "finn_memory_bits": int(weights * snap_bits + row["account"]["biases"] * BIAS_BITS),
+        **kit.measure(cfg, snapped, key),
+    }
+
+
 def _sharing_table(
     rows: list[dict], snr_db: list[float], snap_bits: int
 ) -> tuple[list[str], list[list[str]]]:
@@ -217,7 +192,7 @@ def _sharing_table(
                 r["key"],
                 str(r["weight_bits"]),
                 "-" if distinct is None else str(distinct),
-                f"{r['memory_bits'] / 1000:.1f}",
+                kit.kbit(r["memory_bits"]),
                 *kit.ber_cells(r),
             ]
         )
@@ -229,7 +204,7 @@ def _sharing_table(
                         f"{r['key']}_snap{snap_bits}{suffix}",
                         str(r["weight_bits"]),
                         str(sn["max_distinct_per_layer"]),
-                        f"{sn['finn_memory_bits'] / 1000:.1f}",
+                        kit.kbit(sn["finn_memory_bits"]),
                         *kit.ber_cells(sn),
                     ]
                 )

@@ -146,7 +146,8 @@ def _row(model: DetNet, s: GreenSettings) -> dict:
 
 
 def _incremental(s: GreenSettings, callback, rel_tol: float, on_stage=None):
-    """:func:`models.detector.detnet_train.incremental_train` with the grid's stages and one regulariser."""
+    """:func:`models.detector.detnet_train.incremental_train` with the grid's stages and one
+    regulariser."""
     return incremental_train(
         _train_cfg(s),
         max_layers=s.max_layers,

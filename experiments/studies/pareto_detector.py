@@ -78,15 +78,10 @@ GRIDS = {
 
 def _model(s: ParetoGrid, bits: str, fraction: float) -> torch.nn.Module:
     """The QAT FullyCon of ``bits`` with ``fraction`` of its hidden neurons removed."""
-    from models.detector.qat import QuantFullyCon  # noqa: PLC0415
     from models.detector.structured import ZeroNeurons, neuron_masks, shrink  # noqa: PLC0415
     from qphy.variants import parse_bits  # noqa: PLC0415
-    from quant.recipes import Recipe  # noqa: PLC0415
 
-    float_model = kit.shipped_float()
-    torch.manual_seed(0)
-    model = QuantFullyCon(Recipe(parse_bits(bits)), float_model.shape)
-    model.load_float(float_model)
+    model = kit.qat_start(kit.shipped_float(), parse_bits(bits))
     callbacks = []
     keep = None
     if fraction > 0:

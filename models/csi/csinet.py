@@ -1,14 +1,14 @@
 """CSI-feedback autoencoders (float): CsiNet+, ConvCsiNet and ConvSquCsiNet.
 
 Contract: every model maps a ``(B, 2, 32, 32)`` angular-delay tensor in [0, 1] (real and
-imaginary parts, see ``models/csi_data.py``) to a codeword ``(B, M)`` with M = 2048 / CR
+imaginary parts, see ``models/csi/data.py``) to a codeword ``(B, M)`` with M = 2048 / CR
 (``encoder``, the UE side that goes on the FPGA) and back to ``(B, 2, 32, 32)`` in [0, 1]
 (``decoder``, float at the base station). CR is one of 4, 8, 16, 32 (M = 512, 256, 128, 64).
 ``model.encoder`` and ``model.decoder`` are separate submodules; ``forward`` chains them.
 
 Encoders start with :class:`Centre` ((x - 0.5) * 16, see there why), then are plain chains
 conv -> BatchNorm -> LeakyReLU(1/4) (convolutions have no bias because BatchNorm supplies it;
-the quantized encoder folds BatchNorm into the conv, ``quant/qat_csinet.py``). The slope is
+the quantized encoder folds BatchNorm into the conv, ``models/csi/qat.py``). The slope is
 1/4, not CsiNet's 0.3: a power of two makes ``slope * x`` exact in float32, so the hw flow
 can map LeakyReLU + quantizer onto integer thresholds that agree with the QONNX reference bit
 for bit (with 0.3 the reference's float32 rounding decides ties). The codeword layer has

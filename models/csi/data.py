@@ -1,10 +1,11 @@
 """CSI-feedback data: angular-delay channel matrices from 3GPP TR 38.901 (no download).
 
-Contract: a :class:`CsiDataConfig` fully determines a data set. :func:`models.csi.store.load_or_generate` returns
-a :class:`CsiDataset` whose ``x`` has shape ``(n_samples, 2, n_delay_taps, n_antennas)``
-(real part, imaginary part), float32 in [0, 1], the input and target of the CsiNet-style
-autoencoders (``models/csinet.py``). Sets are cached on disk under a caller-given directory,
-keyed by a content hash of the config, and are reproducible from the seed.
+Contract: a :class:`CsiDataConfig` fully determines a data set.
+:func:`models.csi.store.load_or_generate` returns a :class:`CsiDataset` whose ``x`` has shape
+``(n_samples, 2, n_delay_taps, n_antennas)`` (real part, imaginary part), float32 in [0, 1], the
+input and target of the CsiNet-style autoencoders (``models/csi/csinet.py``). Sets are cached on
+disk under a caller-given directory, keyed by a content hash of the config, and are reproducible
+from the seed.
 
 Generation (the TR 38.901 channel, processing steps 1-3) lives in :mod:`models.csi.channel`, the
 on-disk cache in :mod:`models.csi.store`; this module holds the config, the data set, its

@@ -7,7 +7,7 @@ and golden vectors never come from training data, and a build only has to genera
 test set.
 
 Training (Adam, MSE on the [0, 1]-scaled matrices, as CsiNet): the float autoencoder for
-``float_steps``, then the quantized encoder (``quant/qat_csinet.py``, BatchNorm folded) with the
+``float_steps``, then the quantized encoder (``models/csi/qat.py``, BatchNorm folded) with the
 float decoder for ``qat_steps``. NMSE (dB) is measured on the complex angular-delay matrices of
 the test set (``models.csi.data.nmse_db_scaled``), for the float model and the quantized one.
 """

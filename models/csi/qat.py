@@ -14,7 +14,7 @@ builds the same layer chain in Brevitas, ready for QAT:
   whose off-centre taps for the 1x1 half are held at zero by a fixed mask during QAT, so the
   quantized model computes exactly the fire module (FINN has no stream fork/concat).
 * The encoder output quantizer is the feedback codeword: signed, ``codeword_bits`` wide.
-* The input is the CENTRED CSI ((x - 0.5) * 16, :class:`models.csi.csinet.Centre` moves to the host),
+* The input is the CENTRED CSI ((x - 0.5) * 16, :class:`.csinet.Centre` moves to the host),
   quantized to 8 signed bits with a power-of-two scale.
 
 The decoder stays float (the base station) and is trained on together with the quantized

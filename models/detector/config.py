@@ -20,7 +20,7 @@ class QuantConfig:
 
     Attributes:
         arch: ``fullycon`` or ``detnet`` (DetNet with ``layers`` unrolled layers; its hardware
-            form is the ReLU MLP of :mod:`models.detector.detnet_hw`, so it needs the fixed channel).
+            form is the ReLU MLP of :mod:`.detnet_hw`, so it needs the fixed channel).
         layers: DetNet's unrolled layers (``detnet`` only).
         bits: Weight/activation widths of the QAT variant; None trains the float model.
         channel: ``fixed`` (the deterministic Toeplitz-0.6 30x20 channel) or ``iid``.

@@ -2,7 +2,7 @@
 
 Input: the real-valued received vector y (B, N) and the channel H (B, N, K) (or one (N, K)
 shared by the batch), of the real model ``y = H x + n`` with BPSK symbols x in {-1, +1}^K
-(:mod:`models.detector.mimo`). Output: the estimates of all L layers, shape (L, B, K); the last one is
+(:mod:`.mimo`). Output: the estimates of all L layers, shape (L, B, K); the last one is
 the detector's soft output and its sign the hard decision.
 
 Layer l (l = 1..L), with ``x_0 = 0`` and ``v_0 = 0``::

@@ -19,7 +19,7 @@ Segments of the chain (K symbols, V = v_dim, Hd = hidden, N receive; ``q = H^T y
 
 with ``r1 = ReLU(a + t)``, ``r2 = ReLU(a - t)``, ``a = W2 z + b2`` and
 ``x_l = mix * (-1 + (r1 - r2) / |t|) + (1 - mix) * x_{l-1}``, affine in ``S_l``.
-:func:`to_mlp` builds the float chain (``MLP``) from a trained :class:`models.detector.detnet.DetNet`
+:func:`to_mlp` builds the float chain (``MLP``) from a trained :class:`.detnet.DetNet`
 and the channel; it equals DetNet's last output up to float rounding (tested).
 :func:`equalize` then rescales every ReLU channel (``ReLU(c a) = c ReLU(a)``, c > 0, the next
 layer's column divided by c; exact in float) so their ranges match: one per-tensor activation
@@ -238,7 +238,7 @@ EQUALIZE_VECTORS = 4000
 
 
 def detnet_train_config(cfg):
-    """The :class:`models.detector.detnet_train.DetNetTrainConfig` of a detector-target QuantConfig."""
+    """The :class:`.detnet_train.DetNetTrainConfig` of a detector-target QuantConfig."""
     from models.detector.data import detection_config
     from models.detector.detnet import DetNetShape
     from models.detector.detnet_train import DetNetTrainConfig
@@ -281,7 +281,7 @@ def equalized_mlp(cfg, model: DetNet) -> MLP:
 
 
 def train_float(cfg) -> tuple[DetNet, float]:
-    """Float DetNet of ``cfg`` (fixed channel) through :func:`models.detector.detnet_train.train_detnet`."""
+    """Float DetNet of ``cfg`` (fixed channel) through :func:`.detnet_train.train_detnet`."""
     from models.detector.detnet_train import train_detnet
 
     torch.set_num_threads(cfg.torch_threads)

@@ -2,14 +2,15 @@
 pruning and accounting are in :mod:`models.detector.green`).
 
 Contract: :func:`train_detnet` trains a float :class:`models.detector.detnet.DetNet` through the one
-trainer (:func:`quant.trainer.fit`) on fresh batches drawn every step from :mod:`models.detector.mimo`
+trainer (:func:`quant.trainer.fit`) on fresh batches drawn every step from :mod:`.mimo`
 (SNR uniform in dB per vector, i.i.d. channel by default) and returns the trained model and the
 :class:`~quant.trainer.FitResult`. :func:`incremental_train` grows the network a few layers at a
 time, freezing the trained ones, until the loss gain is negligible.
 :func:`evaluate_detnet_ber` measures BER vs SNR of DetNets (given H) and the classical detectors
 on the same seeded vectors.
 
-Reproduce the float checkpoint of the report (see ``python -m models.detector.detnet_train --help``)::
+Reproduce the float checkpoint of the report
+(see ``python -m models.detector.detnet_train --help``)::
 
     python -m models.detector.detnet_train --out /tmp/detnet_l10_iid.pt
 """
@@ -116,7 +117,7 @@ def make_batches(
 
 
 def loss_fn(outputs: torch.Tensor, targets: Targets) -> torch.Tensor:
-    """:func:`models.detector.detnet.detnet_loss` in the trainer's ``loss_fn(outputs, targets)`` form."""
+    """:func:`.detnet.detnet_loss` in the trainer's ``loss_fn(outputs, targets)`` form."""
     x, x_ls = targets
     return detnet_loss(outputs, x, x_ls)
 
@@ -366,7 +367,9 @@ def load_detnet(path: Path) -> tuple[DetNet, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m models.detector.detnet_train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m models.detector.detnet_train", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--out", type=Path, required=True, help="checkpoint path (.pt)")
     p.add_argument("--layers", type=int, default=10)
     p.add_argument("--steps", type=int, default=5000)

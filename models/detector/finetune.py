@@ -1,7 +1,7 @@
 """Compression passes on the detector: fine-tuning through the one trainer, and a lean BER.
 
 Contract: :func:`finetune` runs :func:`quant.trainer.fit` on freshly sampled detection batches
-(the data of ``models.detector.train``: one SNR per vector, uniform in the config's training range, MSE
+(the data of ``detector.train``: one SNR per vector, uniform in the config's training range, MSE
 to the BPSK symbols) with the caller's callbacks (masks, regularisers); it adds no loop of its
 own. :func:`ber` measures the BER of neural detectors on exactly the vectors
 :func:`models.detector.evaluate.evaluate_ber` draws (same seeds, same chunks), without the classical

@@ -1,5 +1,5 @@
 """Green DetNet: sparsity regularisers, pruning and the paper's accounting, as passes of the one
-trainer on a :class:`models.detector.detnet.DetNet` (trained by :mod:`models.detector.detnet_train`).
+trainer on a :class:`.detnet.DetNet` (trained by :mod:`.detnet_train`).
 
 * R-DetNet: L1 on the weight matrices (:func:`l1_penalty`, i.e. :class:`quant.trainer.L1Penalty`),
 * R-DetNet(GL): group lasso with every weight column a group (:class:`ColumnGroupLasso`),

@@ -94,7 +94,7 @@ def load_or_train(
     """The model of ``cfg.bits`` (None: float) from its checkpoint, training it if absent.
 
     QAT starts from the float checkpoint, which is itself loaded or trained first. For
-    ``arch == "detnet"`` the float model is a :class:`models.detector.detnet.DetNet` (inputs y and H)
+    ``arch == "detnet"`` the float model is a :class:`.detnet.DetNet` (inputs y and H)
     and the QAT model its fixed-channel MLP form (:mod:`models.detector.detnet_hw`).
     """
     arch = _arch(cfg)

@@ -28,7 +28,7 @@ FullyConLike = FullyCon | QuantFullyCon
 
 @dataclass(frozen=True)
 class FullyConWidths:
-    """FullyCon layer sizes with one width per hidden layer (``models.detector.fullycon.FullyConShape``
+    """FullyCon layer sizes with one width per hidden layer (``detector.fullycon.FullyConShape``
     has one width for all); FullyCon and QuantFullyCon build from it unchanged.
 
     Attributes:

@@ -1,6 +1,6 @@
 """Training of the FullyCon detector: float first (Adam 1e-3), then QAT fine-tuning (Adam 1e-4).
 
-Data are sampled on the fly (``models.detector.mimo``); each training vector gets its own SNR, uniform in
+Data are sampled on the fly (``detector.mimo``); each training vector gets its own SNR, uniform in
 [train_snr_db_min, train_snr_db_max]. The loss is the MSE between the soft output and the
 transmitted BPSK symbols, as for the FullyCon/DetNet family.
 """

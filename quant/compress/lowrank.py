@@ -6,9 +6,10 @@ truncated SVD ``W = U S V^T`` with ``sqrt(S)`` split between the two factors (fi
 V_r^T``, second ``U_r sqrt(S_r)``): at full rank it computes the same function, at rank ``r``
 the best rank-``r`` approximation of ``W`` (Eckart-Young). A network family applies it to its
 own layers (e.g. :func:`models.detector.lowrank.factorize`) and fine-tunes with the one trainer
-(no pass needed). The factorised model's accounting (:func:`quant.compress.accounting.account`) counts both factors as layers:
-weights ``r * (in + out)`` instead of ``in * out``, FLOPs per frame ``2 r (in + out)``; a
-layer saves weights only when ``r < in * out / (in + out)`` (100 for a 200x200 layer).
+(no pass needed). The factorised model's accounting (:func:`quant.compress.accounting.account`)
+counts both factors as layers: weights ``r * (in + out)`` instead of ``in * out``, FLOPs per
+frame ``2 r (in + out)``; a layer saves weights only when ``r < in * out / (in + out)`` (100 for
+a 200x200 layer).
 
 FINN: a factorised layer is two MatMuls with no nonlinearity between them; a QAT version would
 need a quantizer on the rank-``r`` intermediate (FINN builds two MVAUs), which is not done here:

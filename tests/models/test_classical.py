@@ -1,4 +1,4 @@
-"""Tests of the classical detectors (models/classical.py)."""
+"""Tests of the classical detectors (models/detector/classical.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the CSI-feedback autoencoders (models/csinet.py)."""
+"""Tests of the CSI-feedback autoencoders (models/csi/csinet.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the on-the-fly MIMO detection data (models/mimo.py)."""
+"""Tests of the on-the-fly MIMO detection data (models/detector/mimo.py)."""
 
 from __future__ import annotations
 

@@ -11,9 +11,7 @@ from tests.quant.conftest import SMALL
 
 def test_roundtrip_qat(small_w4a4, tmp_path):
     path = tmp_path / "m.pt"
-    checkpoint.save(
-        small_w4a4, path, jobs.fullycon_meta(SMALL, Bits(4, 4), small_w4a4.recipe)
-    )
+    checkpoint.save(small_w4a4, path, jobs.fullycon_meta(SMALL, Bits(4, 4), small_w4a4.recipe))
     loaded, meta = jobs.load_fullycon(path, Bits(4, 4))
     assert meta["variant"] == "fullycon_w4a4"
     x = torch.randn(64, SMALL.n_rx) * 3
@@ -37,9 +35,7 @@ def test_missing_checkpoint(tmp_path):
 
 def test_wrong_variant(small_w4a4, tmp_path):
     path = tmp_path / "m.pt"
-    checkpoint.save(
-        small_w4a4, path, jobs.fullycon_meta(SMALL, Bits(4, 4), small_w4a4.recipe)
-    )
+    checkpoint.save(small_w4a4, path, jobs.fullycon_meta(SMALL, Bits(4, 4), small_w4a4.recipe))
     with pytest.raises(CheckpointError, match="holds fullycon_w4a4, not fullycon_w8a8"):
         jobs.load_fullycon(path, Bits(8, 8))
 

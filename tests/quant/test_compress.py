@@ -193,7 +193,6 @@ def test_structured_errors():
 def test_pruning_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
     from experiments import kit
     from experiments import registry as experiments
-    from experiments.studies import fullycon_pruning as exp_pruning
 
     out = tmp_path / "pruning"
     first = experiments.run_experiment("fullycon-pruning", out, grid="small")
@@ -220,7 +219,7 @@ def test_pruning_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("a cached point was recomputed")
 
-    monkeypatch.setattr(exp_pruning, "finetune", no_work)
+    monkeypatch.setattr(kit, "finetune", no_work)
     monkeypatch.setattr(kit, "ber", no_work)
     monkeypatch.setattr(kit, "shipped_float", no_work)
     second = experiments.run_experiment("fullycon-pruning", out, grid="small")

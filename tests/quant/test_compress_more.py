@@ -322,7 +322,7 @@ def _rerun_from_cache(name, out, module, first, monkeypatch):
     from experiments.registry import run_experiment
 
     for target, attr in (
-        (module, "finetune"),
+        (experiments, "finetune"),
         (experiments, "shipped_float"),
         (experiments, "ber"),
     ):

@@ -1,5 +1,6 @@
-"""The fixed-channel DetNet's MLP form (quant/detnet_hw.py): exact re-expression, equalisation
-and the detector target's --arch detnet config (its RTL build: tests/flow/test_detnet_build.py)."""
+"""The fixed-channel DetNet's MLP form (models/detector/detnet_hw.py): exact re-expression,
+equalisation and the detector target's --arch detnet config (its RTL build:
+tests/flow/test_detnet_build.py)."""
 
 from __future__ import annotations
 
