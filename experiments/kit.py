@@ -257,17 +257,25 @@ def ber_cells(row: dict) -> list[str]:
     return [f"{b:.2e}" for b in row["ber"]]
 
 
+#: A table column: its header and the function that makes a row's cell.
+Column = tuple[str, Callable[[dict], str]]
+
+
+def table(rows: Sequence[dict], columns: Sequence[Column]) -> tuple[list[str], list[list[str]]]:
+    """``(header, cells)``: one cell per column for every row."""
+    return [h for h, _ in columns], [[f(r) for _, f in columns] for r in rows]
+
+
 def ber_table(
     rows: list[dict],
     snr_db: Sequence[float],
-    columns: Sequence[tuple[str, Callable[[dict], str]]],
-    tail: Sequence[tuple[str, Callable[[dict], str]]] = (),
+    columns: Sequence[Column],
+    tail: Sequence[Column] = (),
 ) -> tuple[list[str], list[list[str]]]:
-    """``(header, cells)`` of a BER table: the study's ``columns`` (a header and a cell
-    function each), the BER per SNR, then the ``tail`` columns."""
-    header = [h for h, _ in columns] + [f"BER {x:g} dB" for x in snr_db] + [h for h, _ in tail]
-    cells = [[f(r) for _, f in columns] + ber_cells(r) + [f(r) for _, f in tail] for r in rows]
-    return header, cells
+    """``(header, cells)`` of a BER table: the study's ``columns``, the BER per SNR, then the
+    ``tail`` columns."""
+    ber = [(f"BER {x:g} dB", lambda r, i=i: f"{r['ber'][i]:.2e}") for i, x in enumerate(snr_db)]
+    return table(rows, [*columns, *ber, *tail])
 
 
 def kbit(bits: int) -> str:
@@ -327,8 +335,7 @@ def write(out_dir: Path, name: str, result: dict, markdown: str) -> None:
 def publish(
     out_dir: Path,
     result: dict,
-    header: list[str],
-    table: list[list[str]],
+    table: tuple[list[str], list[list[str]]],
     console: Console,
     about: str,
     *,
@@ -336,13 +343,83 @@ def publish(
     plot_title: str,
     plot_rows: list[dict] | None = None,
 ) -> dict:
-    """The end of a one-table BER study: the table on the terminal, ``<name>.md`` (a title,
-    ``about``, the table, ``after``), ``<name>.json`` and the BER plot ``<name>.png`` of
-    ``plot_rows`` (default: the result's rows). Returns ``result``."""
+    """The end of a one-table BER study: the ``(header, cells)`` table on the terminal,
+    ``<name>.md`` (a title, ``about``, the table, ``after``), ``<name>.json`` and the BER plot
+    ``<name>.png`` of ``plot_rows`` (default: the result's rows). Returns ``result``."""
     name, grid = result["experiment"], result["grid"]
-    print_table(console, f"{name} ({grid})", header, table)
-    md = f"# {name} ({grid} grid)\n\n{about}\n\n" + md_table(header, table) + after
+    header, cells = table
+    print_table(console, f"{name} ({grid})", header, cells)
+    md = f"# {name} ({grid} grid)\n\n{about}\n\n" + md_table(header, cells) + after
     write(out_dir, name, result, md)
     rows = result["rows"] if plot_rows is None else plot_rows
     plot(rows, result["snr_db"], out_dir / f"{name}.png", plot_title, "key")
     return result
+
+
+# ---- one run of a FullyCon study -----------------------------------------------------------
+
+
+@dataclass
+class Study:
+    """One run of a FullyCon study: its name, grid and output folder, its settings ``s``, the
+    evaluation config, the settings every point shares and the shipped float model's loader
+    (see :func:`fullycon_study`). Its methods are the kit's functions with these filled in."""
+
+    name: str
+    grid: str
+    out_dir: Path
+    s: Any
+    console: Console
+    cfg: QuantConfig
+    common: dict
+    load: Callable[[], torch.nn.Module]
+
+    def point_settings(self, **own: Any) -> dict:
+        """A fine-tuned point's settings (:func:`finetune_settings`)."""
+        return finetune_settings(self.common, self.s, **own)
+
+    def sweep(
+        self,
+        reference: Callable[[], dict],
+        values: Sequence[Any],
+        key: Callable[[Any], str],
+        own: Callable[[Any], dict],
+        row: Callable[[Any, str], dict],
+        **kwargs: Any,
+    ) -> list[Point]:
+        """:func:`sweep`; ``own(value)`` is the point's own settings (the fine-tuning's are
+        added)."""
+        return sweep(
+            self.common,
+            reference,
+            values,
+            key,
+            lambda v: self.point_settings(**own(v)),
+            row,
+            **kwargs,
+        )
+
+    def run(self, points: Sequence[Point]) -> tuple[list[dict], list[str]]:
+        return run(self.name, self.out_dir, points, self.console)
+
+    def measure(self, model: torch.nn.Module, key: str, **ber_kwargs: Any) -> dict:
+        return measure(self.cfg, model, key, **ber_kwargs)
+
+    def finetuned(self, model: torch.nn.Module, key: str, **kwargs: Any) -> dict:
+        return finetuned(self.cfg, self.s, model, key, **kwargs)
+
+    def summary(self, rows: list[dict], computed: list[str], **facts: Any) -> dict:
+        return summary(self.name, self.grid, self.s, self.cfg.eval_snr_db, rows, computed, **facts)
+
+    def publish(
+        self, result: dict, table: tuple[list[str], list[list[str]]], about: str, **kwargs: Any
+    ) -> dict:
+        return publish(self.out_dir, result, table, self.console, about, **kwargs)
+
+
+def fullycon_study(
+    name: str, cls: type, grids: dict[str, Any], out_dir: Path, grid: str, overrides: dict
+) -> Study:
+    """The :class:`Study` of one run of the FullyCon study ``name`` (:func:`fullycon_setup`)."""
+    s, console, cfg, common, load = fullycon_setup(cls, grids, grid, overrides)
+    return Study(name, grid, Path(out_dir), s, console, cfg, common, load)

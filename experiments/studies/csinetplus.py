@@ -197,25 +197,36 @@ def _grid_points(s: CsiGrid, values, kind: str, make) -> list:
     return points
 
 
+#: The last two columns of both CSI tables.
+_NMSE_COLUMNS: list[kit.Column] = [
+    ("NMSE dB", lambda r: f"{r['nmse_db']:.2f}"),
+    ("float dB", lambda r: f"{r['float_nmse_db']:.2f}"),
+]
+
+
 @experiment("csinetplus-pruning", "CsiNet+ magnitude pruning: NMSE and remaining weights")
 def csinetplus_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
     s = kit.settings(CsiGrid, GRIDS, grid, overrides)
     console = Console()
     points = _grid_points(s, s.thresholds, "t", _pruning_point)
     rows, computed = kit.run("csinetplus-pruning", out_dir, points, console)
-    header = ["scenario", "CR", "t", "pruned %", "enc. weights left", "NMSE dB", "float dB"]
-    table = [
+    header, table = kit.table(
+        rows,
         [
-            r["scenario"],
-            str(r["cr"]),
-            f"{r['t']:g}",
-            f"{100 * r['pruned_fraction']:.1f}",
-            f"{r['weights']['encoder']['nonzero']:,} / {r['weights']['encoder']['weights']:,}",
-            f"{r['nmse_db']:.2f}",
-            f"{r['float_nmse_db']:.2f}",
-        ]
-        for r in rows
-    ]
+            ("scenario", lambda r: r["scenario"]),
+            ("CR", lambda r: str(r["cr"])),
+            ("t", lambda r: f"{r['t']:g}"),
+            ("pruned %", lambda r: f"{100 * r['pruned_fraction']:.1f}"),
+            (
+                "enc. weights left",
+                lambda r: (
+                    f"{r['weights']['encoder']['nonzero']:,} / "
+                    f"{r['weights']['encoder']['weights']:,}"
+                ),
+            ),
+            *_NMSE_COLUMNS,
+        ],
+    )
     return _finish(out_dir, "csinetplus-pruning", grid, s, rows, computed, header, table, console)
 
 
@@ -225,18 +236,16 @@ def csinetplus_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
     console = Console()
     points = _grid_points(s, s.weight_bits, "b", _quant_point)
     rows, computed = kit.run("csinetplus-quantization", out_dir, points, console)
-    header = ["scenario", "CR", "B", "enc. memory saved", "NMSE dB", "float dB"]
-    table = [
+    header, table = kit.table(
+        rows,
         [
-            r["scenario"],
-            str(r["cr"]),
-            str(r["weight_bits"]),
-            f"{100 * r['encoder_memory_saved_vs_float32']:.1f} %",
-            f"{r['nmse_db']:.2f}",
-            f"{r['float_nmse_db']:.2f}",
-        ]
-        for r in rows
-    ]
+            ("scenario", lambda r: r["scenario"]),
+            ("CR", lambda r: str(r["cr"])),
+            ("B", lambda r: str(r["weight_bits"])),
+            ("enc. memory saved", lambda r: f"{100 * r['encoder_memory_saved_vs_float32']:.1f} %"),
+            *_NMSE_COLUMNS,
+        ],
+    )
     return _finish(
         out_dir, "csinetplus-quantization", grid, s, rows, computed, header, table, console
     )

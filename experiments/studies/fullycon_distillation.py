@@ -4,7 +4,6 @@ on import)."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,17 +55,11 @@ def fullycon_distillation(out_dir: Path, grid: str, overrides: dict) -> dict:
     from models.detector.qat import QuantFullyCon  # noqa: PLC0415
     from quant.recipes import Recipe  # noqa: PLC0415
 
-    s, console, cfg, common, load = kit.fullycon_setup(
-        DistillationGrid, DISTILL_GRIDS, grid, overrides
+    st = kit.fullycon_study(
+        "fullycon-distillation", DistillationGrid, DISTILL_GRIDS, out_dir, grid, overrides
     )
+    s, load = st.s, st.load
     bits = Bits(s.weight_bits, s.act_bits)
-
-    def teacher_point() -> dict:
-        return {
-            "width": load().shape.hidden,
-            "teacher": None,
-            **kit.measure(cfg, load(), "teacher"),
-        }
 
     def student(width: int, with_teacher: bool, key: str) -> dict:
         torch.manual_seed(INIT_SEED)
@@ -81,36 +74,42 @@ def fullycon_distillation(out_dir: Path, grid: str, overrides: dict) -> dict:
         return {
             "width": width,
             "teacher": "float FullyCon 200" if with_teacher else None,
-            **kit.finetuned(cfg, s, model, key, steps=s.steps, callbacks=callbacks),
+            **st.finetuned(model, key, steps=s.steps, callbacks=callbacks),
         }
 
-    points = [("teacher", {**common, "point": "shipped float, the teacher"}, teacher_point)]
-    for width in s.widths:
-        for with_teacher in (False, True):
-            key = f"h{width}_{bits.tag}_{'kd' if with_teacher else 'alone'}"
-            settings = kit.finetune_settings(
-                common,
-                s,
-                width=width,
-                bits=bits.tag,
-                teacher=with_teacher,
-                alpha=s.alpha if with_teacher else 0.0,
-                steps=s.steps,
-                init_seed=INIT_SEED,
-            )
-            points.append((key, settings, functools.partial(student, width, with_teacher, key)))
-    rows, computed = kit.run("fullycon-distillation", out_dir, points, console)
-    summary = kit.summary(
-        "fullycon-distillation",
-        grid,
-        s,
-        cfg.eval_snr_db,
+    def own(v: tuple[int, bool]) -> dict:
+        width, with_teacher = v
+        return {
+            "width": width,
+            "bits": bits.tag,
+            "teacher": with_teacher,
+            "alpha": s.alpha if with_teacher else 0.0,
+            "steps": s.steps,
+            "init_seed": INIT_SEED,
+        }
+
+    rows, computed = st.run(
+        st.sweep(
+            lambda: {
+                "width": load().shape.hidden,
+                "teacher": None,
+                **st.measure(load(), "teacher"),
+            },
+            [(width, with_teacher) for width in s.widths for with_teacher in (False, True)],
+            lambda v: f"h{v[0]}_{bits.tag}_{'kd' if v[1] else 'alone'}",
+            own,
+            lambda v, key: student(*v, key),
+            reference_key="teacher",
+            reference_point="shipped float, the teacher",
+        )
+    )
+    summary = st.summary(
         rows,
         computed,
         start=None,
         teacher="quant/checkpoints/fullycon_float_fixed.pt (shipped float, hidden 200)",
     )
-    header, table = kit.ber_table(
+    table = kit.ber_table(
         rows,
         summary["snr_db"],
         [
@@ -121,12 +120,9 @@ def fullycon_distillation(out_dir: Path, grid: str, overrides: dict) -> dict:
             ("memory kbit", lambda r: kit.kbit(r["account"]["dense_memory_bits"])),
         ],
     )
-    return kit.publish(
-        out_dir,
+    return st.publish(
         summary,
-        header,
         table,
-        console,
         f"Students: {bits.tag} QAT FullyCon (quant.recipes) with 4 hidden layers of the given "
         f"width, random init (seed {INIT_SEED}, the same with and without teacher), "
         f"{s.steps} steps (Adam lr {s.lr:g}, batch {s.batch_size}, the same data). 'kd': loss "

@@ -38,44 +38,38 @@ LOWRANK_GRIDS = {
     "fine-tuned: weights, FLOPs, BER 8..13 dB",
 )
 def fullycon_lowrank(out_dir: Path, grid: str, overrides: dict) -> dict:
-    s, console, cfg, common, load = kit.fullycon_setup(LowRankGrid, LOWRANK_GRIDS, grid, overrides)
+    st = kit.fullycon_study(
+        "fullycon-lowrank", LowRankGrid, LOWRANK_GRIDS, out_dir, grid, overrides
+    )
+    s = st.s
 
     def factorised(r: int, key: str) -> dict:
-        ranks = hidden_ranks(load(), r)
-        model = factorize(load(), ranks)
-        before = kit.ber_curve(cfg, model, key)
+        ranks = hidden_ranks(st.load(), r)
+        model = factorize(st.load(), ranks)
+        before = kit.ber_curve(st.cfg, model, key)
         return {
             "rank": r,
             "factorised_layers": sorted(ranks),
             "ber_before_finetune": before,
-            **kit.finetuned(cfg, s, model, key, steps=s.finetune_steps),
+            **st.finetuned(model, key, steps=s.finetune_steps),
         }
 
-    points = kit.sweep(
-        common,
-        lambda: {"rank": None, "factorised_layers": [], **kit.measure(cfg, load(), "float")},
-        s.ranks,
-        lambda r: f"rank{r}",
-        lambda r: kit.finetune_settings(
-            common, s, rank=r, layers="hidden-to-hidden", finetune_steps=s.finetune_steps
-        ),
-        factorised,
+    rows, computed = st.run(
+        st.sweep(
+            lambda: {"rank": None, "factorised_layers": [], **st.measure(st.load(), "float")},
+            s.ranks,
+            lambda r: f"rank{r}",
+            lambda r: {"rank": r, "layers": "hidden-to-hidden", "finetune_steps": s.finetune_steps},
+            factorised,
+        )
     )
-    rows, computed = kit.run("fullycon-lowrank", out_dir, points, console)
     ref = rows[0]["account"]
     for row in rows:
         row["weights_fraction"] = row["account"]["weights"] / ref["weights"]
-    summary = kit.summary(
-        "fullycon-lowrank",
-        grid,
-        s,
-        cfg.eval_snr_db,
-        rows,
-        computed,
-    )
+    summary = st.summary(rows, computed)
     snr = summary["snr_db"]
     i11 = snr.index(11.0) if 11.0 in snr else len(snr) // 2
-    header, table = kit.ber_table(
+    table = kit.ber_table(
         rows,
         snr,
         [
@@ -93,12 +87,9 @@ def fullycon_lowrank(out_dir: Path, grid: str, overrides: dict) -> dict:
             ),
         ],
     )
-    return kit.publish(
-        out_dir,
+    return st.publish(
         summary,
-        header,
         table,
-        console,
         f"Shipped float FullyCon, fixed 30x20 BPSK channel. Each 200x200 hidden-to-hidden layer "
         f"replaced by Linear(200, r, no bias) -> Linear(r, 200) from its truncated SVD "
         f"(sqrt(S) split to both factors); input and output layers dense. Then "

@@ -45,14 +45,15 @@ PRUNING_GRIDS = {
     "% pruned, FLOPs, memory, BER 8..13 dB",
 )
 def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
-    s, console, cfg, common, load = kit.fullycon_setup(PruningGrid, PRUNING_GRIDS, grid, overrides)
+    st = kit.fullycon_study(
+        "fullycon-pruning", PruningGrid, PRUNING_GRIDS, out_dir, grid, overrides
+    )
+    s = st.s
 
     def pruned(t: float, key: str) -> dict:
-        model = copy.deepcopy(load())
+        model = copy.deepcopy(st.load())
         masks = magnitude_masks(model, t)
-        row = kit.finetuned(
-            cfg,
-            s,
+        row = st.finetuned(
             model,
             key,
             steps=s.retrain_steps,
@@ -63,16 +64,16 @@ def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
         held = all(bool(zeros[n][~m].all()) for n, m in masks.items())
         return {"threshold": t, "mask_pruned_fraction": sparsity(masks), "masks_held": held, **row}
 
-    points = kit.sweep(
-        common,
-        lambda: {"threshold": None, **kit.measure(cfg, load(), "float", with_mmse=True)},
-        s.thresholds,
-        lambda t: f"t{t:.3f}",
-        lambda t: kit.finetune_settings(common, s, threshold=t, retrain_steps=s.retrain_steps),
-        pruned,
-        reference_key="shipped",
+    rows, computed = st.run(
+        st.sweep(
+            lambda: {"threshold": None, **st.measure(st.load(), "float", with_mmse=True)},
+            s.thresholds,
+            lambda t: f"t{t:.3f}",
+            lambda t: {"threshold": t, "retrain_steps": s.retrain_steps},
+            pruned,
+            reference_key="shipped",
+        )
     )
-    rows, computed = kit.run("fullycon-pruning", out_dir, points, console)
     ref = kit.mark_no_ber_loss(rows)
     for row in rows:
         row["max_ber_ratio"] = max(
@@ -80,11 +81,7 @@ def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
             for b, r in zip(row["ber"], ref["ber"], strict=True)
         )
     best = [r for r in rows[1:] if r["no_ber_loss"]]
-    summary = kit.summary(
-        "fullycon-pruning",
-        grid,
-        s,
-        cfg.eval_snr_db,
+    summary = st.summary(
         rows,
         computed,
         no_ber_loss_rule="pruned BER - shipped BER <= 2 standard errors at every SNR",
@@ -93,7 +90,7 @@ def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
         ),
     )
     summary["target_met"] = summary["max_pruned_without_ber_loss"] >= 0.5
-    header, table = kit.ber_table(
+    table = kit.ber_table(
         rows,
         summary["snr_db"],
         [
@@ -105,12 +102,9 @@ def fullycon_pruning(out_dir: Path, grid: str, overrides: dict) -> dict:
         ],
         [("no BER loss", lambda r: kit.yes_no(r["no_ber_loss"]))],
     )
-    return kit.publish(
-        out_dir,
+    return st.publish(
         summary,
-        header,
         table,
-        console,
         f"Shipped float FullyCon, fixed 30x20 BPSK channel; magnitude pruning |w| < t (global t, "
         f"weights only), then {s.retrain_steps} fine-tuning steps (Adam lr {s.lr:g}, batch "
         f"{s.batch_size}) with the masks re-applied after every step. BER on "

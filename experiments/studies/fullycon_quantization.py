@@ -40,39 +40,32 @@ QUANT_GRIDS = {
     "QAT fine-tunes of the shipped float FullyCon with B-bit weights: BER, memory saved vs 32-bit",
 )
 def fullycon_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
-    s, console, cfg, common, load = kit.fullycon_setup(
-        QuantizationGrid, QUANT_GRIDS, grid, overrides
+    st = kit.fullycon_study(
+        "fullycon-quantization", QuantizationGrid, QUANT_GRIDS, out_dir, grid, overrides
     )
+    s = st.s
 
     def qat(b: int, key: str) -> dict:
-        model = kit.qat_start(load(), Bits(b, s.act_bits))
-        return {"weight_bits": b, **kit.finetuned(cfg, s, model, key, steps=s.qat_steps)}
+        model = kit.qat_start(st.load(), Bits(b, s.act_bits))
+        return {"weight_bits": b, **st.finetuned(model, key, steps=s.qat_steps)}
 
-    points = kit.sweep(
-        common,
-        lambda: {"weight_bits": FLOAT_BITS, **kit.measure(cfg, load(), "float")},
-        s.weight_bits,
-        lambda b: f"w{b}a{s.act_bits}",
-        lambda b: kit.finetune_settings(
-            common, s, weight_bits=b, act_bits=s.act_bits, qat_steps=s.qat_steps
-        ),
-        qat,
+    rows, computed = st.run(
+        st.sweep(
+            lambda: {"weight_bits": FLOAT_BITS, **st.measure(st.load(), "float")},
+            s.weight_bits,
+            lambda b: f"w{b}a{s.act_bits}",
+            lambda b: {"weight_bits": b, "act_bits": s.act_bits, "qat_steps": s.qat_steps},
+            qat,
+        )
     )
-    rows, computed = kit.run("fullycon-quantization", out_dir, points, console)
     ref = kit.mark_no_ber_loss(rows)
     dense_float = ref["account"]["dense_memory_bits"]
     for row in rows:
         row["memory_saved_vs_float32"] = 1.0 - row["account"]["dense_memory_bits"] / dense_float
-    summary = kit.summary(
-        "fullycon-quantization",
-        grid,
-        s,
-        cfg.eval_snr_db,
-        rows,
-        computed,
-        no_ber_loss_rule="QAT BER - float BER <= 2 standard errors at every SNR",
+    summary = st.summary(
+        rows, computed, no_ber_loss_rule="QAT BER - float BER <= 2 standard errors at every SNR"
     )
-    header, table = kit.ber_table(
+    table = kit.ber_table(
         rows,
         summary["snr_db"],
         [
@@ -83,12 +76,9 @@ def fullycon_quantization(out_dir: Path, grid: str, overrides: dict) -> dict:
         ],
         [("no BER loss", lambda r: kit.yes_no(r["no_ber_loss"]))],
     )
-    return kit.publish(
-        out_dir,
+    return st.publish(
         summary,
-        header,
         table,
-        console,
         f"QAT fine-tune of the shipped float FullyCon with B-bit per-channel power-of-two weights "
         f"and {s.act_bits}-bit activations (quant.recipes), {s.qat_steps} steps (Adam lr "
         f"{s.lr:g}, batch {s.batch_size}). Memory: dense weights x B bits + 32-bit biases, vs "

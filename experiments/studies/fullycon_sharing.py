@@ -56,15 +56,16 @@ SHARING_GRIDS = {
     "QAT, and the BER cost of snapping the codebooks to an 8-bit grid",
 )
 def fullycon_sharing(out_dir: Path, grid: str, overrides: dict) -> dict:
-    s, console, cfg, common, load = kit.fullycon_setup(SharingGrid, SHARING_GRIDS, grid, overrides)
+    st = kit.fullycon_study(
+        "fullycon-sharing", SharingGrid, SHARING_GRIDS, out_dir, grid, overrides
+    )
+    s = st.s
 
     def shared(b: int, key: str) -> dict:
-        model = copy.deepcopy(load())
+        model = copy.deepcopy(st.load())
         books = share_weights(model, b)
-        before = kit.ber_curve(cfg, model, key)
-        tuned = kit.finetuned(
-            cfg, s, model, key, steps=s.finetune_steps, callbacks=[WeightSharing(books)]
-        )
+        before = kit.ber_curve(st.cfg, model, key)
+        tuned = st.finetuned(model, key, steps=s.finetune_steps, callbacks=[WeightSharing(books)])
         row = {
             "method": "k-means sharing",
             "weight_bits": b,
@@ -74,48 +75,42 @@ def fullycon_sharing(out_dir: Path, grid: str, overrides: dict) -> dict:
             **tuned,
         }
         for field, per_channel in (("snapped", False), ("snapped_per_channel", True)):
-            row[field] = _snapped(cfg, model, s.snap_bits, per_channel, row, f"{key}_{field}")
+            row[field] = _snapped(st.cfg, model, s.snap_bits, per_channel, row, f"{key}_{field}")
         return row
 
     def qat(b: int, key: str) -> dict:
-        model = kit.qat_start(load(), Bits(b, s.act_bits))
-        tuned = kit.finetuned(cfg, s, model, key, steps=s.finetune_steps)
+        model = kit.qat_start(st.load(), Bits(b, s.act_bits))
+        tuned = st.finetuned(model, key, steps=s.finetune_steps)
         return {"method": "fixed-point QAT", "weight_bits": b, **tuned}
 
-    def points_of(b: int) -> list[kit.Point]:
-        train = kit.finetune_settings(common, s, finetune_steps=s.finetune_steps)
-        kmeans, fixed = f"kmeans_b{b}", f"qat_w{b}a{s.act_bits}"
-        return [
-            (
-                kmeans,
-                {**train, "index_bits": b, "snap_bits": s.snap_bits},
-                lambda: shared(b, kmeans),
-            ),
-            (fixed, {**train, "weight_bits": b, "act_bits": s.act_bits}, lambda: qat(b, fixed)),
-        ]
-
-    reference = {"method": "float", "weight_bits": FLOAT_BITS}
-    points = [
-        (
-            "float",
-            {**common, "point": kit.SHIPPED_POINT},
-            lambda: {**reference, **kit.measure(cfg, load(), "float")},
+    # Per B: the k-means point, then the fixed-point QAT point of the same width.
+    kinds = {
+        "kmeans": (lambda b: f"kmeans_b{b}", lambda b: {"index_bits": b, "snap_bits": s.snap_bits}),
+        "qat": (
+            lambda b: f"qat_w{b}a{s.act_bits}",
+            lambda b: {"weight_bits": b, "act_bits": s.act_bits},
+        ),
+    }
+    rows, computed = st.run(
+        st.sweep(
+            lambda: {
+                "method": "float",
+                "weight_bits": FLOAT_BITS,
+                **st.measure(st.load(), "float"),
+            },
+            [(b, kind) for b in s.index_bits for kind in kinds],
+            lambda v: kinds[v[1]][0](v[0]),
+            lambda v: {"finetune_steps": s.finetune_steps, **kinds[v[1]][1](v[0])},
+            lambda v, key: shared(v[0], key) if v[1] == "kmeans" else qat(v[0], key),
         )
-    ]
-    for b in s.index_bits:
-        points += points_of(b)
-    rows, computed = kit.run("fullycon-sharing", out_dir, points, console)
+    )
     for row in rows:
         row["memory_bits"] = (
             row["shared_memory"]["memory_bits"]
             if "shared_memory" in row
             else row["account"]["dense_memory_bits"]
         )
-    summary = kit.summary(
-        "fullycon-sharing",
-        grid,
-        s,
-        cfg.eval_snr_db,
+    summary = st.summary(
         rows,
         computed,
         snap_rule="w -> round(w / s) * s, s the smallest power of two with max|w| <= "
@@ -123,19 +118,16 @@ def fullycon_sharing(out_dir: Path, grid: str, overrides: dict) -> dict:
         centroid_update="after every Adam step: centroid = mean of its cluster's updated "
         "weights, weights re-tied (cluster assignment fixed after k-means)",
     )
-    header, table = _sharing_table(rows, summary["snr_db"], s.snap_bits)
+    table = _sharing_table(rows, summary["snr_db"], s.snap_bits)
     plot_rows = [{"key": r["key"], "ber": r["ber"]} for r in rows]
     plot_rows += [
         {"key": f"{r['key']}_snap{s.snap_bits}", "ber": r["snapped"]["ber"]}
         for r in rows
         if "snapped" in r
     ]  # (the per-channel snaps are in the table; the plot stays readable)
-    return kit.publish(
-        out_dir,
+    return st.publish(
         summary,
-        header,
         table,
-        console,
         f"Shipped float FullyCon, fixed 30x20 BPSK channel. **kmeans_bB**: per layer 2^B "
         f"centroids (k-means, linear init over [min, max]), then {s.finetune_steps} tied "
         f"fine-tuning steps (Adam lr {s.lr:g}, batch {s.batch_size}; after each step every "

@@ -258,29 +258,27 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
         "depth": depth,
         "computed_this_run": computed,
     }
-    header = ["model", "layers", "memory MB", "mem. red.", "FLOPs", "FLOPs red.", "BER@12dB"]
-    cells = [
+    header, cells = kit.table(
+        rows,
         [
-            r["key"],
-            str(r["layers"]),
-            f"{r['account']['memory_mb']:.4f}",
-            f"{100 * r['memory_reduction']:.1f} %",
-            f"{r['account']['flops']['total']:,}",
-            f"{100 * r['flops_reduction']:.1f} %",
-            f"{r['ber_at_12db']:.2e}",
-        ]
-        for r in rows
-    ]
-    dheader = ["layers", "val. loss", f"BER@{TABLE_SNR_DB:g}dB", "memory MB"]
-    dcells = [
+            ("model", lambda r: r["key"]),
+            ("layers", lambda r: str(r["layers"])),
+            ("memory MB", lambda r: f"{r['account']['memory_mb']:.4f}"),
+            ("mem. red.", lambda r: f"{100 * r['memory_reduction']:.1f} %"),
+            ("FLOPs", lambda r: f"{r['account']['flops']['total']:,}"),
+            ("FLOPs red.", lambda r: f"{100 * r['flops_reduction']:.1f} %"),
+            ("BER@12dB", lambda r: f"{r['ber_at_12db']:.2e}"),
+        ],
+    )
+    dheader, dcells = kit.table(
+        depth["depths"],
         [
-            str(d["layers"]),
-            f"{d['val_loss']:.4f}",
-            f"{d[f'ber_{TABLE_SNR_DB:g}db']:.2e}",
-            f"{d['memory_mb']:.4f}",
-        ]
-        for d in depth["depths"]
-    ]
+            ("layers", lambda d: str(d["layers"])),
+            ("val. loss", lambda d: f"{d['val_loss']:.4f}"),
+            (f"BER@{TABLE_SNR_DB:g}dB", lambda d: f"{d[f'ber_{TABLE_SNR_DB:g}db']:.2e}"),
+            ("memory MB", lambda d: f"{d['memory_mb']:.4f}"),
+        ],
+    )
     kit.print_table(console, f"Green DetNet, Table II ({grid} grid)", header, cells)
     kit.print_table(console, "Incremental depth (L1, no stopping rule)", dheader, dcells)
     md = (

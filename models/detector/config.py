@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from qphy.config import reject_unknown_keys
 from qphy.errors import ConfigError
@@ -103,13 +101,3 @@ class QuantConfig:
         if "eval_snr_db" in d:
             d["eval_snr_db"] = tuple(float(s) for s in d["eval_snr_db"])
         return cls(**d)
-
-    @classmethod
-    def load(cls, path: Path) -> QuantConfig:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must hold a JSON object")
-        return cls.from_json(data)

@@ -40,6 +40,9 @@ def toy_sweep(out_dir: Path, grid: str, overrides: dict) -> dict:
     for row in rows:
         row["ber_ratio"] = row["ber"][0] / ref["ber"][0]
     summary = kit.summary("toy-sweep", grid, s, s.snr_db, rows, computed, start=None)
-    header = ["variant", "ratio"] + [f"BER {x:g} dB" for x in s.snr_db]
-    table = [[r["key"], f"{r['ber_ratio']:.1f}", *kit.ber_cells(r)] for r in rows]
-    return kit.publish(out_dir, summary, header, table, console, "A toy.", plot_title="toy")
+    table = kit.ber_table(
+        rows,
+        s.snr_db,
+        [("variant", lambda r: r["key"]), ("ratio", lambda r: f"{r['ber_ratio']:.1f}")],
+    )
+    return kit.publish(out_dir, summary, table, console, "A toy.", plot_title="toy")
