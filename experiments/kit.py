@@ -109,6 +109,25 @@ def shipped_float() -> torch.nn.Module:
     return load_or_train(QuantConfig())
 
 
+class ShippedFloat:
+    """The shipped float FullyCon, loaded on first use and kept (one load per process). It
+    pickles empty, so points that use it can be sent to Ray workers, which load their own."""
+
+    def __init__(self) -> None:
+        self._model: torch.nn.Module | None = None
+
+    def __call__(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model = shipped_float()
+        return self._model
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._model = None
+
+
 def fullycon_setup(
     cls: type, grids: dict[str, Any], grid: str, overrides: dict
 ) -> tuple[Any, Console, QuantConfig, dict, Callable[[], torch.nn.Module]]:
@@ -118,7 +137,7 @@ def fullycon_setup(
     s = settings(cls, grids, grid, overrides)
     cfg = eval_cfg(s.batch_size, s.eval_bits_per_snr)
     common = {"eval_bits_per_snr": s.eval_bits_per_snr, "snr_db": list(cfg.eval_snr_db)}
-    return s, Console(), cfg, common, functools.cache(shipped_float)
+    return s, Console(), cfg, common, ShippedFloat()
 
 
 def qat_start(float_model: torch.nn.Module, bits: Bits) -> torch.nn.Module:
@@ -373,6 +392,10 @@ class Study:
     cfg: QuantConfig
     common: dict
     load: Callable[[], torch.nn.Module]
+
+    def __getstate__(self) -> dict:
+        # A point's work may hold the study; the console (a terminal) stays with the driver.
+        return {**self.__dict__, "console": None}
 
     def point_settings(self, **own: Any) -> dict:
         """A fine-tuned point's settings (:func:`finetune_settings`)."""
