@@ -15,7 +15,8 @@ from hw.config import HwBuildConfig
 from hw.names import keep_user_names, tag_user_names
 from hw.steps import PRESETS, STEPS
 from hw.toolchain import finn_environment
-from qphy.errors import ConfigError, HwStepError, MalformedModelError
+from qphy.errors import ConfigError, HwStepError
+from qphy.qonnx_io import load_model  # noqa: F401 - hw.runner.load_model stays importable
 
 log = logging.getLogger(__name__)
 
@@ -35,37 +36,6 @@ class HwBuildResult:
     @property
     def report_path(self) -> Path:
         return self.build_dir / "hw_report.json"
-
-
-def load_model(path: Path) -> ModelWrapper:
-    """Load an ONNX/QONNX file; anything unreadable or structurally wrong is MalformedModelError."""
-    path = Path(path)
-    if not path.is_file():
-        raise MalformedModelError(f"{path}: no such model file")
-    try:
-        model = ModelWrapper(str(path))
-    except Exception as exc:  # onnx raises protobuf/OS/value errors of many kinds
-        raise MalformedModelError(
-            f"{path}: not a readable ONNX model ({type(exc).__name__})"
-        ) from exc
-    graph = model.graph
-    inits = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in inits]
-    if len(graph.node) == 0 or len(inputs) != 1 or len(graph.output) != 1:
-        raise MalformedModelError(
-            f"{path}: expected a graph with nodes, one input and one output; got "
-            f"{len(graph.node)} nodes, {len(inputs)} inputs, {len(graph.output)} outputs"
-        )
-    try:
-        from qonnx.transformation.general import RemoveStaticGraphInputs
-        from qonnx.transformation.infer_shapes import InferShapes
-
-        model = model.transform(RemoveStaticGraphInputs())
-        model.get_tensor_shape(graph.input[0].name)
-        model = model.transform(InferShapes())
-    except Exception as exc:
-        raise MalformedModelError(f"{path}: shapes cannot be inferred ({exc})") from exc
-    return model
 
 
 def _select(cfg: HwBuildConfig) -> list[str]:

@@ -1,9 +1,10 @@
-"""Stage 1, models: float torch modules, a name registry, data generators and classical baselines.
+"""Network families: one sub-package each (``models/detector``, ``models/csi``, yours).
 
-Contract: no training, no quantization, no export. Everything here is plain torch/numpy and is
-imported by ``quant`` (training, QAT) and by the evaluation code.
+A family holds everything one network is: its float modules, data, classical baselines,
+quantized variants (on :mod:`quant`'s recipes), training and evaluation jobs, and the one
+:class:`qphy.targets.Target` it registers. Families are found by scanning this folder
+(:mod:`models.families`), never listed by hand: adding a network is adding a folder.
+
+Imports: a family may import ``qphy`` (the kernel) and ``quant`` (the library); never ``hw``,
+``sim`` or ``experiments`` (tests/test_imports.py checks it).
 """
-
-from models.registry import build_model, model_names, register
-
-__all__ = ["build_model", "model_names", "register"]

@@ -1,4 +1,4 @@
-"""A registry ``name -> constructor`` for the float networks."""
+"""A registry ``name -> constructor`` for the float networks of every family."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from models.families import discover
 from qphy.errors import ConfigError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -38,7 +39,5 @@ def build_model(name: str, **kwargs) -> nn.Module:
 
 
 def _load_builtin() -> None:
-    # Importing the modules runs their @register decorators.
-    import models.csinet  # noqa: F401
-    import models.detnet  # noqa: F401
-    import models.fullycon  # noqa: F401
+    # Importing the families runs their @register decorators (found by scanning, not listed).
+    discover()

@@ -144,9 +144,9 @@ def _hw_sim_configs(args: argparse.Namespace, dflt: HwDefaults):
     return hw, sim
 
 
-def _print_verdict(rep: Report, out: Path) -> None:
+def _print_verdict(rep: Report, out: Path, target: targets.Target | None = None) -> None:
     res = rep.estimated_resources
-    nmse = rep.extras.get("nmse_db")
+    own = target.verdict_figures(rep.extras) if target is not None else ""
     print(
         f"{rep.variant}: {'PASS' if rep.passed else 'FAIL'} — "
         f"{'bit-exact' if rep.bit_exact else str(rep.mismatches) + ' mismatching'} on "
@@ -155,12 +155,7 @@ def _print_verdict(rep: Report, out: Path) -> None:
         f"{rep.cycles_per_frame} cycles/frame = "
         f"{rep.throughput_vectors_per_s / 1e6:.2f} M vectors/s; {rep.fpga_part}: "
         f"LUT {res['LUT']}, BRAM_18K {res['BRAM_18K']}, URAM {res['URAM']}, DSP {res['DSP']}; "
-        + (
-            f"NMSE float {nmse['float']:.2f} dB, quantized {nmse['quant']:.2f} dB, codeword "
-            f"{rep.extras['codeword_bits']} bits x {rep.extras['codeword_size']}; "
-            if nmse
-            else ""
-        )
+        + (f"{own}; " if own else "")
         + f"report {out / Report.FILE}"
     )
     folding = rep.extras.get("folding_target") or {}
@@ -209,6 +204,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         rep = flow.build_onnx(
             Path(args.path), out, hw_cfg, sim_cfg, input_precision=args.input_precision
         )
+        target = None
     else:
         if args.path is not None:
             raise ConfigError(f"unexpected argument '{args.path}' for the {args.target}")
@@ -218,7 +214,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         check_out_dir(out, "build", _inputs(args))
         hw_cfg, sim_cfg = _hw_sim_configs(args, target.hw_defaults(cfg))
         rep = flow.build_target(target, cfg, out, hw_cfg, sim_cfg, args.checkpoint_dir)
-    _print_verdict(rep, out)
+    _print_verdict(rep, out, target)
     return 0
 
 
@@ -240,8 +236,8 @@ def cmd_bitstream(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    """``qphy experiment NAME``: a resumable compression experiment (quant/compress)."""
-    from quant.compress.experiments import run_experiment
+    """``qphy experiment NAME``: a resumable study (experiments/studies)."""
+    from experiments.registry import run_experiment
 
     overrides = {}
     for item in args.set or []:

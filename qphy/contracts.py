@@ -213,6 +213,20 @@ class HostSpec(_Json):
     output_post: list[HostNode] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class HostExtras:
+    """What a target adds to the HostSpec that the graph cannot tell: the ops from raw data
+    to the model's input, and the hard decision on its output (see ``HostSpec``). It lives
+    here, with the HostSpec it feeds, so the export (quant) and the Target registry (qphy.targets)
+    both read it from the kernel instead of from each other."""
+
+    input_pre: list[HostOp] = field(default_factory=list)
+    decision: str | None = None
+
+    def to_json(self) -> dict:
+        return {"input_pre": [op.to_json() for op in self.input_pre], "decision": self.decision}
+
+
 #: ONNX model metadata key carrying the HostSpec's fields from the export through every hw step
 #: (hw/export.py turns them into the manifest's HostSpec).
 HOST_META = "qphy_host"

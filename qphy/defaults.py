@@ -1,7 +1,7 @@
 """Every default of qphy that more than one module needs, in one place.
 
 Target-specific defaults (a CSI encoder's part and folding, its 8.9 us budget) live with the
-target's registration (``quant/targets``) and reference these where they share them.
+target's registration (``models/<family>/target.py``) and reference these where they share them.
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ def onnx_export_stage(
     where the rewritten graph must give the original graph's outputs bit for bit.
     """
     from hw.checks import check_qonnx_supported  # noqa: PLC0415
-    from hw.runner import load_model  # noqa: PLC0415
     from hw.steps import cleanup_keep_names, split_host  # noqa: PLC0415
+    from qphy.qonnx_io import load_model  # noqa: PLC0415
 
     path = Path(path)
     user = load_model(path)

@@ -21,6 +21,7 @@ from qonnx.util.cleanup import cleanup_model
 
 from qphy.defaults import SATURATE_SCALE
 from qphy.errors import MalformedModelError
+from qphy.qonnx_io import load_model
 
 MODEL_FILE = "model.qonnx.onnx"
 GOLDEN_IN = "golden_in.npy"
@@ -75,8 +76,6 @@ def random_inputs(
 
 def load_reference(path: Path) -> ModelWrapper:
     """The QONNX model, cleaned up, for golden execution."""
-    from hw.runner import load_model  # noqa: PLC0415 - model validation lives in hw
-
     return cleanup_model(load_model(path))
 
 

@@ -13,20 +13,22 @@ QONNX export, FINN build, RTL verdict, report. To add one::
 
 Everything else has a default: the part of the model that runs on the FPGA (``hw_model``), the
 host's pre-processing and hard decisions (``host``), hw/sim defaults (``hw_defaults``), and
-``train``/``evaluate``/``report_extras`` for the CLI. Built-in targets live in
-``quant/targets`` and are loaded on first use.
+``train``/``evaluate``/``report_extras``/``verdict_figures`` for the CLI. Each network family
+(``models/<family>/``) registers its one target; the families are discovered by scanning
+``models/`` on first use (no list to edit).
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from qphy import defaults
-from qphy.contracts import HostOp
+from qphy.contracts import HostExtras
 from qphy.errors import ConfigError
 from qphy.variants import Bits
 
@@ -52,18 +54,6 @@ class HwDefaults:
     fifo_sizing: str = "frame"
     budget_us: float = defaults.BUDGET_US
     vectors: int = defaults.SIM_VECTORS
-
-
-@dataclass(frozen=True)
-class HostExtras:
-    """What a target adds to the HostSpec that the graph cannot tell: the ops from raw data
-    to the model's input, and the hard decision on its output (see ``HostSpec``)."""
-
-    input_pre: list[HostOp] = field(default_factory=list)
-    decision: str | None = None
-
-    def to_json(self) -> dict:
-        return {"input_pre": [op.to_json() for op in self.input_pre], "decision": self.decision}
 
 
 class Target(abc.ABC):
@@ -113,6 +103,11 @@ class Target(abc.ABC):
         """Figures of the target's own added to report.json (e.g. NMSE)."""
         return {}
 
+    def verdict_figures(self, extras: dict) -> str:
+        """The target's own figures for the one-line verdict, from its ``report_extras`` as
+        stored in the report (e.g. the CSI encoder's NMSE); "" for none."""
+        return ""
+
 
 _REGISTRY: dict[str, Target] = {}
 
@@ -129,8 +124,15 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
+#: The package whose sub-packages are the network families (``models/<family>/``).
+FAMILIES_PACKAGE = "models"
+
+
 def _load_builtin() -> None:
-    import quant.targets  # noqa: F401, PLC0415 - registers detector and csi-encoder
+    # By name, not by an import statement: the registry sits in the kernel and must not import
+    # the families that import it. models.families imports every family folder (each registers
+    # its Target), and an import error in one stops here, loudly.
+    importlib.import_module(f"{FAMILIES_PACKAGE}.families").discover()
 
 
 def target_names() -> list[str]:

@@ -1,7 +1,10 @@
-"""Stage 2, quant: Brevitas quantization-aware training, QONNX export and golden I/O.
+"""The generic QAT and compression library: it names no network.
 
-Contract: takes a float model from ``models`` (and optionally its checkpoint), produces a QAT
-model whose quantizers are chosen in :mod:`quant.recipes`, and exports an export directory:
-``model.qonnx.onnx``, ``golden_in.npy``, ``golden_out.npy`` and ``export_report.json``. The
-export is verified integer-exact against the Brevitas forward pass before it is written.
+Contract: :mod:`quant.trainer` (the one ``fit``, with callbacks for regularisers, masks and
+distillation), :mod:`quant.recipes` (the Brevitas quantizers, chosen in one module),
+:mod:`quant.export` (QONNX export verified integer-exact against the Brevitas forward pass, and
+the golden I/O: ``model.qonnx.onnx``, ``golden_in.npy``, ``golden_out.npy``,
+``export_report.json``), :mod:`quant.checkpoint` (the checkpoint format and the shipped store)
+and :mod:`quant.compress` (compression passes for any model, and their accounting). The network
+families (``models/<family>``) build on it; it imports none of them (tests/test_imports.py).
 """

@@ -1,23 +1,23 @@
-"""Checkpoint files: a state dict plus the metadata needed to rebuild the exact model."""
+"""Checkpoint files: a state dict plus the metadata needed to rebuild the exact model (any
+network: each family writes its own metadata and rebuilds its own modules)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
 import torch
 
-from models.fullycon import FullyCon, FullyConShape
 from qphy.errors import CheckpointError
 from qphy.fsutil import atomic_path
-from qphy.variants import Bits, parse_bits, variant_name
-from quant.qat_fullycon import QuantFullyCon
-from quant.recipes import Recipe
 
 FORMAT = "qphy-checkpoint-1"
-#: Checkpoints shipped with the package, produced by `qphy train` (see README).
+#: Checkpoints shipped with the package, produced by `qphy train` (see README). Every family
+#: finds its shipped variants here through this one constant (``path_for``). The store is DATA,
+#: not code: it ships in the wheel as quant's package data, and it stays in this folder (90 MB
+#: of .pt files) because moving it would rewrite every file in the history's diff; a family
+#: folder holds code only.
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 T = TypeVar("T")
 
@@ -50,18 +50,6 @@ def save(model: torch.nn.Module, path: Path, meta: dict) -> None:
         torch.save(payload, tmp)
 
 
-def fullycon_meta(shape: FullyConShape, bits: Bits | None, recipe: Recipe | None, **extra) -> dict:
-    meta = {
-        "arch": "fullycon",
-        "variant": variant_name("fullycon", bits),
-        "bits": bits.tag if bits else None,
-        "shape": asdict(shape),
-        "per_channel_weights": bool(recipe.per_channel_weights) if recipe else None,
-    }
-    meta.update(extra)
-    return meta
-
-
 def read(path: Path, train_command: str) -> dict:
     """The payload (format, meta, state_dict) of a checkpoint file written by :func:`save`.
 
@@ -79,26 +67,6 @@ def read(path: Path, train_command: str) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a qphy checkpoint (format {FORMAT} expected)")
     return payload
-
-
-def load_fullycon(path: Path, bits: Bits | None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a float (bits=None) or QAT FullyCon from a checkpoint and check it fits."""
-    path = Path(path)
-    payload = read(path, f"qphy train detector --bits {bits.tag if bits else 'float'}")
-    meta = payload["meta"]
-    want = bits.tag if bits else None
-    if meta.get("arch") != "fullycon" or meta.get("bits") != want:
-        raise CheckpointError(
-            f"{path} holds {meta.get('variant')}, not {variant_name('fullycon', bits)}"
-        )
-    shape = FullyConShape(**meta["shape"])
-    if bits is None:
-        model: torch.nn.Module = FullyCon(shape)
-    else:
-        recipe = Recipe(parse_bits(meta["bits"]), per_channel_weights=meta["per_channel_weights"])
-        model = QuantFullyCon(recipe, shape)
-    load_state(model, payload, path, meta["variant"])
-    return model, meta
 
 
 def load_state(model: torch.nn.Module, payload: dict, path: Path, variant: str) -> None:

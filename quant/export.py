@@ -26,11 +26,10 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 
-from qphy.contracts import HOST_META
+from qphy.contracts import HOST_META, HostExtras
 from qphy.errors import BitMismatchError, PipelineError
 from qphy.fsutil import StagedDir, atomic_write_json
 from qphy.reference import EXPORT_REPORT, GOLDEN_IN, GOLDEN_OUT, MODEL_FILE, execute_batch
-from qphy.targets import HostExtras
 
 log = logging.getLogger(__name__)
 

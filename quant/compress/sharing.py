@@ -13,7 +13,7 @@ mean of its cluster's updated weights, and the weights are re-tied to it; the as
 weight to its cluster is fixed after the k-means. With plain SGD at learning rate ``lr`` this is
 exactly ``c_k <- c_k - lr * mean(gradients of the weights in cluster k)`` (Han et al. sum the
 gradients instead; the mean keeps the step independent of the cluster's size). With Adam, which
-:func:`quant.compress.passes.finetune` uses, each weight first moves by its own Adam step and
+:func:`models.detector.finetune.finetune` uses, each weight first moves by its own Adam step and
 the centroid by the average of those steps. An empty cluster keeps its centroid.
 
 Memory (:func:`quant.compress.accounting.shared_memory`): ``B`` bits of index per weight plus a

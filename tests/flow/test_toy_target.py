@@ -1,83 +1,34 @@
-"""A new target plugs in with a registration only: a toy MLP built to a bit-exact verdict, with
-no edit to the CLI, hw or sim (the point of the Target registry)."""
+"""A new network is one folder: a toy family (tests/flow/toy_family/toy/, as a user would drop it
+into models/) is discovered, and built to a bit-exact verdict through the CLI, with no edit to
+the CLI, hw, sim or any list (the point of the Target registry and family discovery)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 from qphy import targets
 from qphy.cli import main
-from qphy.variants import Bits
 
 pytestmark = [pytest.mark.rtl, pytest.mark.slow]
 
 
-# ---- the whole toy target: a 12 -> 16 -> 4 Brevitas MLP, trained by the one trainer ----------
-@dataclass(frozen=True)
-class ToyConfig:
-    bits: Bits | None
-    hidden: int = 16
-
-    @property
-    def name(self) -> str:
-        return f"toymlp_{self.bits.tag if self.bits else 'float'}_h{self.hidden}"
-
-
-class ToyMlp(targets.Target):
-    name = "toy-mlp"
-    options = (targets.Option("--hidden", "hidden", int, help="hidden units"),)
-
-    def config(self, bits, **options):
-        return ToyConfig(bits, **options)
-
-    def load_or_train(self, cfg, ckpt_dir=None, retrain=False):
-        import torch
-        from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
-
-        from quant.recipes import Recipe
-        from quant.trainer import fit, mse
-
-        torch.manual_seed(0)
-        r = Recipe(cfg.bits)
-        model = torch.nn.Sequential(
-            QuantIdentity(return_quant_tensor=True, **r.input()),
-            QuantLinear(12, cfg.hidden, bias=True, **r.weight(), **r.bias()),
-            QuantReLU(return_quant_tensor=True, **r.relu()),
-            QuantLinear(cfg.hidden, 4, bias=True, **r.weight(), **r.bias()),
-            QuantIdentity(**r.output()),
-        )
-        w = torch.randn(12, 4)
-        gen = torch.Generator().manual_seed(1)
-
-        def batch():
-            x = torch.randn(64, 12, generator=gen)
-            return x, torch.tanh(x @ w)
-
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        fit(model, batch, mse, opt, steps=60, description="toy")
-        return model.eval()
-
-    def golden_inputs(self, cfg, model, n):
-        x = np.random.default_rng(2).standard_normal((n, 12)).astype(np.float32)
-        x[1::2] *= 64.0  # saturate the input quantizer
-        return x
-
-    def hw_defaults(self, cfg):
-        return targets.HwDefaults(target_cycles=16, vectors=300)
-
-
-# ----------------------------------------------------------------------------------------------
+TOY_FAMILIES = Path(__file__).parent / "toy_family"
 
 
 @pytest.fixture
-def toy_registered():
-    targets.register(ToyMlp)
+def toy_registered(monkeypatch):
+    import models
+
+    # The folder beside models/: one more place discovery scans, as if toy/ sat in models/.
+    monkeypatch.setattr(models, "__path__", [*models.__path__, str(TOY_FAMILIES)])
+    assert "toy-mlp" in targets.target_names()
     yield
-    targets.unregister(ToyMlp.name)
+    targets.unregister("toy-mlp")
+    sys.modules.pop("models.toy", None)
 
 
 def test_toy_target_builds_bit_exact_through_the_cli(verilator, toy_registered, tmp_path):

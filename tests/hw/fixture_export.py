@@ -29,11 +29,11 @@ def make_export(
     """
     import torch
 
-    from models.fullycon import FullyConShape
-    from qphy.targets import HostExtras
+    from models.detector.fullycon import FullyConShape
+    from models.detector.qat import QuantFullyCon
+    from qphy.contracts import HostExtras
     from qphy.variants import parse_bits, variant_name
     from quant.export import export_verified
-    from quant.qat_fullycon import QuantFullyCon
     from quant.recipes import Recipe
 
     torch.manual_seed(seed)
@@ -64,18 +64,17 @@ def make_csi_export(
     """Export a small random-init quantized CSI encoder (conv net) with quant's verified export.
 
     The activation quantizers are calibrated on a few train-mode passes of [0, 1) CSI-like
-    inputs; golden inputs are CENTRED ((x - 0.5) * gain, models.csinet.Centre, as the host sends
+    inputs; golden inputs are CENTRED ((x - 0.5) * gain, models.csi.csinet.Centre, as the host sends
     them), every fourth one scaled up to saturate the input quantizer.
     """
     import torch
 
-    from models.csinet import Centre
+    from models.csi.csinet import Centre
+    from models.csi.qat import QuantAutoencoder
     from models.registry import build_model
-    from qphy.contracts import HostOp
-    from qphy.targets import HostExtras
+    from qphy.contracts import HostExtras, HostOp
     from qphy.variants import parse_bits, variant_name
     from quant.export import export_verified
-    from quant.qat_csinet import QuantAutoencoder
 
     torch.manual_seed(seed)
     kwargs = {"width": width} if arch != "csinetplus" else {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hw.config import FoldingPreference, HwBuildConfig, Preset, load_hw_config
-from hw.runner import load_model, run_build
+from hw.runner import run_build
+from qphy.qonnx_io import load_model
 from qphy.errors import ConfigError, MalformedModelError, UnsupportedLayerError
 from qphy.flow import build_onnx
 from sim.config import load_sim_config

@@ -1,4 +1,4 @@
-"""Tests of the classical detectors (models/classical.py)."""
+"""Tests of the classical detectors (models/detector/classical.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from models.classical import (
+from models.detector.classical import (
     baseline_ber,
     ber,
     ml_sphere,
@@ -16,7 +16,7 @@ from models.classical import (
     zf,
     zf_estimate,
 )
-from models.mimo import ChannelKind, DetectionConfig, sample_numpy
+from models.detector.mimo import ChannelKind, DetectionConfig, sample_numpy
 from qphy.errors import ConfigError
 
 

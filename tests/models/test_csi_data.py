@@ -1,4 +1,4 @@
-"""Tests of the CSI data generation (models/csi_channel.py, models/csi_data.py): tiny sets in
+"""Tests of the CSI data generation (models/csi/channel.py, data.py, store.py): tiny sets in
 tmp dirs."""
 
 from __future__ import annotations
@@ -10,20 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from models.csi_channel import angular_delay, delay_taps, frequency_response, generate
-from models.csi_data import (
+from models.csi.channel import angular_delay, delay_taps, frequency_response, generate
+from models.csi.data import (
     CsiDataConfig,
     CsiDataset,
     Scenario,
     csi_statistics,
-    load_or_generate,
-    load_splits,
     nmse_db,
     nmse_db_scaled,
     scale_to_unit,
     scaled_to_complex,
     split,
 )
+from models.csi.store import load_or_generate, load_splits
 from qphy.errors import ConfigError
 
 N_TINY = 16

@@ -1,11 +1,11 @@
-"""Tests of the CSI-feedback autoencoders (models/csinet.py)."""
+"""Tests of the CSI-feedback autoencoders (models/csi/csinet.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from models.csinet import (
+from models.csi.csinet import (
     ARCHS,
     CODEWORD_SIZES,
     Centre,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.detnet import (
+from models.detector.detnet import (
     DetNet,
     DetNetShape,
     detnet_loss,

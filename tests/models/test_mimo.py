@@ -1,4 +1,4 @@
-"""Tests of the on-the-fly MIMO detection data (models/mimo.py)."""
+"""Tests of the on-the-fly MIMO detection data (models/detector/mimo.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.mimo import (
+from models.detector.mimo import (
     ChannelKind,
     DetectionConfig,
     Modulation,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.fullycon import FullyConShape
+from models.detector.fullycon import FullyConShape
+from models.detector.qat import QuantFullyCon
 from qphy.variants import Bits
-from quant.qat_fullycon import QuantFullyCon
 from quant.recipes import Recipe
 
 SMALL = FullyConShape(n_rx=12, k_tx=6, hidden=32, n_hidden_layers=2)

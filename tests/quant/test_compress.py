@@ -10,22 +10,19 @@ import pytest
 import torch
 from torch import nn
 
-from models.fullycon import FullyCon, FullyConShape
-from qphy.errors import ConfigError
-from qphy.variants import Bits
-from quant.compress import (
+from models.detector.fullycon import FullyCon, FullyConShape
+from models.detector.structured import (
     FullyConWidths,
     GroupLasso,
-    MaskCallback,
     ZeroNeurons,
-    account,
-    magnitude_masks,
     neuron_masks,
     neuron_weight_masks,
     shrink,
-    sparsity,
     zero_neurons,
 )
+from qphy.errors import ConfigError
+from qphy.variants import Bits
+from quant.compress import MaskCallback, account, magnitude_masks, sparsity
 from quant.compress.accounting import index_bits
 from quant.trainer import fit, mse
 from tests.quant.conftest import SMALL, calibrated, teacher_batches
@@ -50,7 +47,7 @@ def _median_threshold(model: nn.Module) -> float:
 def test_masks_hold_zeros_through_qat_training_and_export(tmp_path):
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from qphy.targets import HostExtras
+    from qphy.contracts import HostExtras
     from quant.export import export_verified
 
     model = calibrated(Bits(4, 4))
@@ -194,7 +191,8 @@ def test_structured_errors():
 
 
 def test_pruning_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
-    from quant.compress import exp_pruning, experiments
+    from experiments import kit
+    from experiments import registry as experiments
 
     out = tmp_path / "pruning"
     first = experiments.run_experiment("fullycon-pruning", out, grid="small")
@@ -221,9 +219,9 @@ def test_pruning_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("a cached point was recomputed")
 
-    monkeypatch.setattr(exp_pruning, "finetune", no_work)
-    monkeypatch.setattr(experiments, "ber", no_work)
-    monkeypatch.setattr(experiments, "_shipped_float", no_work)
+    monkeypatch.setattr(kit, "finetune", no_work)
+    monkeypatch.setattr(kit, "ber", no_work)
+    monkeypatch.setattr(kit, "shipped_float", no_work)
     second = experiments.run_experiment("fullycon-pruning", out, grid="small")
     assert second["computed"] == []
     assert second["rows"] == json.loads((out / "fullycon-pruning.json").read_text())["rows"]
@@ -231,7 +229,7 @@ def test_pruning_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
 
 
 def test_quantization_experiment_tiny(tmp_path):
-    from quant.compress.experiments import run_experiment
+    from experiments.registry import run_experiment
 
     res = run_experiment(
         "fullycon-quantization",
@@ -251,7 +249,7 @@ def test_quantization_experiment_tiny(tmp_path):
 
 
 def test_experiment_errors(tmp_path):
-    from quant.compress.experiments import experiment_names, run_experiment
+    from experiments.registry import experiment_names, run_experiment
 
     assert {"fullycon-pruning", "fullycon-quantization"} <= set(experiment_names())
     with pytest.raises(ConfigError, match="unknown experiment 'nope'; known: .*fullycon-pruning"):
@@ -272,10 +270,10 @@ def test_structured_pruned_detector_is_smaller_in_rtl(tmp_path):
     """A 30 -> 64 -> 64 -> 20 w4a4 detector against the same detector with half of every
     hidden layer's neurons removed (masked fine-tuning, then shrink): both bit-exact in RTL,
     the pruned one with fewer cycles per frame or fewer estimated resources."""
+    from experiments.hardware import build_detector, hardware_row
     from hw.config import HwBuildConfig
-    from quant.compress.hardware import build_detector, hardware_row
-    from quant.compress.passes import finetune
-    from quant.config import QuantConfig
+    from models.detector.config import QuantConfig
+    from models.detector.finetune import finetune
     from sim.config import SimConfig
 
     shape = FullyConShape(hidden=64, n_hidden_layers=2)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from models.fullycon import FullyCon, FullyConShape
+from models.detector.fullycon import FullyCon, FullyConShape
+from models.detector.lowrank import factorize, hidden_ranks
 from qphy.errors import ConfigError, PipelineError
 from qphy.variants import Bits
 from quant.compress import (
@@ -19,9 +20,7 @@ from quant.compress import (
     WeightSharing,
     account,
     distinct_values,
-    factorize,
     factorize_linear,
-    hidden_ranks,
     share_weights,
     shared_memory,
     snap_codebook_to_grid,
@@ -114,7 +113,7 @@ def test_shared_memory_on_a_hand_checked_tiny_model():
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["layer_scale", "channel_scale"])
 def test_snapped_codebook_is_integers_times_power_of_two_per_channel(per_channel):
-    from quant.qat_fullycon import QuantFullyCon
+    from models.detector.qat import QuantFullyCon
     from quant.recipes import Recipe
 
     model = _float_small()
@@ -319,17 +318,18 @@ def _no_work(*args, **kwargs):
 
 
 def _rerun_from_cache(name, out, module, first, monkeypatch):
-    from quant.compress import experiments
+    from experiments import kit as experiments
+    from experiments.registry import run_experiment
 
     for target, attr in (
-        (module, "finetune"),
-        (experiments, "_shipped_float"),
+        (experiments, "finetune"),
+        (experiments, "shipped_float"),
         (experiments, "ber"),
     ):
         monkeypatch.setattr(target, attr, _no_work)
     if hasattr(module, "ber"):
         monkeypatch.setattr(module, "ber", _no_work)
-    second = experiments.run_experiment(name, out, grid="small")
+    second = run_experiment(name, out, grid="small")
     assert second["computed"] == []
     assert second["rows"] == json.loads((out / f"{name}.json").read_text())["rows"]
     assert [r["ber"] for r in second["rows"]] == [r["ber"] for r in first["rows"]]
@@ -343,8 +343,8 @@ def _outputs(out, name, n_points):
 
 
 def test_sharing_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
-    from quant.compress import exp_sharing
-    from quant.compress.experiments import run_experiment
+    from experiments.registry import run_experiment
+    from experiments.studies import fullycon_sharing as exp_sharing
 
     out = tmp_path / "sharing"
     first = run_experiment("fullycon-sharing", out, grid="small")
@@ -365,8 +365,8 @@ def test_sharing_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
 
 
 def test_lowrank_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
-    from quant.compress import exp_lowrank
-    from quant.compress.experiments import run_experiment
+    from experiments.registry import run_experiment
+    from experiments.studies import fullycon_lowrank as exp_lowrank
 
     out = tmp_path / "lowrank"
     first = run_experiment("fullycon-lowrank", out, grid="small")
@@ -383,8 +383,8 @@ def test_lowrank_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
 
 
 def test_distillation_experiment_small_grid_runs_and_resumes(tmp_path, monkeypatch):
-    from quant.compress import exp_distill
-    from quant.compress.experiments import run_experiment
+    from experiments.registry import run_experiment
+    from experiments.studies import fullycon_distillation as exp_distill
 
     out = tmp_path / "distill"
     first = run_experiment("fullycon-distillation", out, grid="small")
@@ -402,7 +402,7 @@ def test_distillation_experiment_small_grid_runs_and_resumes(tmp_path, monkeypat
 
 
 def test_new_experiments_are_registered_and_reject_unknown_settings(tmp_path):
-    from quant.compress.experiments import experiment_names, run_experiment
+    from experiments.registry import experiment_names, run_experiment
 
     names = {"fullycon-sharing", "fullycon-lowrank", "fullycon-distillation"}
     assert names <= set(experiment_names())

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from models.csi import jobs as csi
 from qphy.cli import main
 from qphy.contracts import REPORT_KEYS
-from quant import csi
 
 
 @pytest.mark.rtl

@@ -1,0 +1,90 @@
+"""The ``detector`` target: the MIMO detector (30x20 real BPSK): FullyCon (fixed or i.i.d.
+channel) or DetNet (``--arch detnet --layers L``, fixed channel; its hardware is the exact ReLU
+MLP form of :mod:`models.detector.detnet_hw`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.detector.config import ARCHS, QuantConfig
+from qphy.targets import HostExtras, HwDefaults, Option, Target, register
+from qphy.variants import Bits
+
+#: Vectors checked in RTL by default (the main job's verdict).
+DETECTOR_VECTORS = 10_000
+#: DetNet's defaults where the user gives none: its training is ~10x costlier per step than
+#: FullyCon's, and the 2L + 1 MVAUs of its MLP form are folded to fewer cycles per layer.
+DETNET_DEFAULTS = {"float_steps": 6000, "qat_steps": 3000, "batch_size": 500}
+DETNET_VECTORS = 2000
+DETNET_TARGET_CYCLES = 1000
+
+
+@register
+class Detector(Target):
+    name = "detector"
+    help = "MIMO detector (30 rx x 20 tx real BPSK): FullyCon or DetNet"
+    options = (
+        Option("--arch", "arch", choices=ARCHS, help="detector architecture (fullycon)"),
+        Option("--layers", "layers", int, help="DetNet's unrolled layers (10)"),
+        Option("--channel", "channel", choices=("fixed", "iid"), help="fixed Toeplitz-0.6 or iid"),
+        Option("--float-steps", "float_steps", int, help="float training steps"),
+        Option("--qat-steps", "qat_steps", int, help="QAT steps"),
+        Option("--bits-per-snr", "eval_bits_per_snr", int, help="evaluation bits per SNR"),
+    )
+
+    def config(self, bits: Bits | None, **options) -> QuantConfig:
+        if options.get("arch", "fullycon") == "detnet":
+            options = {**DETNET_DEFAULTS, **options}
+        elif "layers" in options:
+            from qphy.errors import ConfigError
+
+            raise ConfigError("--layers: for --arch detnet only (FullyCon has 4 hidden layers)")
+        return QuantConfig(bits=bits, **options)
+
+    def load_or_train(self, cfg: QuantConfig, ckpt_dir=None, retrain: bool = False):
+        from models.detector.jobs import load_or_train
+
+        return load_or_train(cfg, ckpt_dir, retrain)
+
+    def golden_inputs(self, cfg: QuantConfig, model, n: int) -> np.ndarray:
+        from models.detector.data import detection_config, golden_inputs
+        from quant.recipes import INPUT_BITS
+
+        in_scale = float(model.inp.act_quant.scale().detach().reshape(-1)[0])
+        return golden_inputs(detection_config(cfg), n, in_scale, cfg.seed + 7, INPUT_BITS)
+
+    def host(self, cfg: QuantConfig) -> HostExtras:
+        return HostExtras(decision="sign")
+
+    def hw_defaults(self, cfg: QuantConfig) -> HwDefaults:
+        if cfg.arch == "detnet":
+            return HwDefaults(vectors=DETNET_VECTORS, target_cycles=DETNET_TARGET_CYCLES)
+        return HwDefaults(vectors=DETECTOR_VECTORS)
+
+    def evaluate(self, cfg: QuantConfig, out_dir: Path, ckpt_dir=None) -> str:
+        from models.detector.jobs import evaluate_detector
+
+        if cfg.bits is None:
+            from qphy.errors import ConfigError
+
+            raise ConfigError("evaluate needs a quantized variant (--bits wXaY)")
+        res = evaluate_detector(cfg, Path(out_dir), ckpt_dir)
+        _print_ber(res)
+        return f"BER of {cfg.name} and the baselines: {Path(out_dir) / 'ber.json'}"
+
+
+def _print_ber(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"BER, {res['bits_simulated_per_snr']} bits per SNR ({res['channel']})")
+    table.add_column("SNR dB", justify="right")
+    for name in res["ber"]:
+        table.add_column(name, justify="right")
+    for i, snr in enumerate(res["snr_db"]):
+        table.add_row(f"{snr:g}", *(f"{res['ber'][n][i]:.2e}" for n in res["ber"]))
+    at = res.get("snr_db_at_ber_1e-3", {})
+    table.add_row("@1e-3", *(f"{at[n]:.2f} dB" if at.get(n) else "-" for n in res["ber"]))
+    Console().print(table)
