@@ -6,9 +6,9 @@ import pytest
 
 from hw.config import FoldingPreference, HwBuildConfig, Preset, load_hw_config
 from hw.runner import run_build
-from qphy.qonnx_io import load_model
 from qphy.errors import ConfigError, MalformedModelError, UnsupportedLayerError
 from qphy.flow import build_onnx
+from qphy.qonnx_io import load_model
 from sim.config import load_sim_config
 from tests.hw.onnx_graphs import float_weight_graph, unsupported_graph
 
