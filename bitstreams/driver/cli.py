@@ -91,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         }
     else:
         options = {"cache_dir": args.harness_cache, "mem_dir": args.mem_dir}
+    _check_report_path(args.out)
     report = run_driver(args.dir, args.backend, cfg, args.out, **options)
     r = report.to_json()
     power = r["power"]
@@ -121,3 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _check_report_path(out: Path | None) -> None:
+    """``--out FILE`` may replace only an earlier board report: never a file of the user's."""
+    if out is None or not Path(out).exists():
+        return
+    try:
+        data = json.loads(Path(out).read_text())
+    except (OSError, ValueError):
+        data = None
+    if not (isinstance(data, dict) and {"backend", "vectors_checked"} <= set(data)):
+        raise ConfigError(f"--out {out}: exists and is not a qphy-board report; name a new file")

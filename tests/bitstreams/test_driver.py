@@ -425,3 +425,13 @@ def test_on_a_board():  # pragma: no cover - run on the board, in the packed dir
     board = Path.cwd()
     report = run_driver(board, "board", DriverConfig())
     assert report.bit_exact
+
+
+def test_board_report_out_never_overwrites_a_users_file(tmp_path, capsys):
+    from bitstreams.driver.cli import main as board_main
+
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"my": "data"}')
+    assert board_main(["run", str(tmp_path), "--backend", "sim", "--out", str(mine)]) == 2
+    assert "exists and is not a qphy-board report" in capsys.readouterr().err
+    assert mine.read_text() == '{"my": "data"}'
