@@ -211,6 +211,13 @@ class NodeSpec(_Json):
     memstream: dict | None = None
     thresholds_prefix: str | None = None
     fifo_depth: int | None = None
+    #: Graph designs (forks/joins, see hw/graph_stitch.py): the stream names this node reads and
+    #: writes (empty: a node of the linear chain), their widths, and module parameters.
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    in_widths: list[int] = field(default_factory=list)
+    out_widths: list[int] = field(default_factory=list)
+    params: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,17 @@ class BitMismatchError(PipelineError):
         )
 
 
+class DeadlockError(PipelineError):
+    """The simulated design stopped making progress; names the stalled stream(s) (a full
+    branch FIFO first, see hw/graph_stitch.py)."""
+
+    def __init__(self, streams: Sequence[str], where: str = ""):
+        self.streams = list(streams)
+        at = f" in {where}" if where else ""
+        named = "; ".join(self.streams) or "no stream reported stalled (an idle producer)"
+        super().__init__(f"deadlock{at}: output stopped; stalled stream(s): {named}")
+
+
 class LatencyBudgetError(PipelineError):
     """A measured latency exceeds its budget."""
 
