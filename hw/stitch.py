@@ -207,8 +207,13 @@ def write_top(rtl_dir: Path, manifest: Manifest) -> StitchedDesign:
     The same top serves every consumer of rtl/: the Verilator verdict (which patches its own
     copies of the sources) and the Vivado recipes in bitstreams/.
     """
+    from hw.graph_stitch import generate_graph_top, is_graph
+
     src_dir = rtl_dir / "src"
     modules = _module_sources(src_dir)
     top_file = src_dir / f"{TOP_MODULE}.sv"
-    top_file.write_text(generate_top(manifest, modules))
+    if is_graph(manifest.nodes):  # forks and joins: hw/graph_stitch.py
+        top_file.write_text(generate_graph_top(manifest.nodes, modules, TOP_MODULE))
+    else:
+        top_file.write_text(generate_top(manifest, modules))
     return StitchedDesign(source_order(src_dir), TOP_MODULE, manifest, src_dir)

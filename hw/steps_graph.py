@@ -1,0 +1,136 @@
+"""Build-step hooks for graphs with forks, joins and pooling (qphy's own RTL stream layers).
+
+:func:`convert_graph_layers` runs inside ``step_convert_to_hw``: FINN's conversions of the
+ONNX/FINN nodes onto its HW layers (Add of two streams -> ElementwiseAdd, Concat ->
+StreamingConcat, MaxPool -> depthwise SWG + Pool, GlobalAveragePool -> GlobalAccPool + Mul,
+Split -> StreamingSplit); :func:`insert_forks` after the MVAU/threshold conversion (a tensor
+read by several layers -> DuplicateStreams). :func:`streamline_graph` moves scales past forks
+and joins inside ``step_streamline``.
+:func:`specialize_graph_layers` runs before FINN's SpecializeLayers and picks qphy's RTL
+variants (:mod:`hw.layers.ops`; importing it registers them with FINN).
+"""
+
+from __future__ import annotations
+
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+import hw.layers.ops  # noqa: F401 - registers the *_rtl variants with FINN
+
+GRAPH_OPS = frozenset({"Add", "Concat", "MaxPool", "MaxPoolNHWC", "GlobalAveragePool", "Split"})
+
+
+def _has_fork(model: ModelWrapper) -> bool:
+    tensors = [i.name for i in model.graph.input] + [t for n in model.graph.node for t in n.output]
+    return any(len(model.find_consumers(t) or []) > 1 for t in tensors)
+
+
+def _stream_add(model: ModelWrapper, node) -> bool:
+    """Only an Add of two integer streams (a skip connection) becomes a HW layer; constant
+    adds stay for streamlining or the host's float tail."""
+    return (
+        node.op_type == "Add"
+        and all(model.get_initializer(t) is None for t in node.input)
+        and all(model.get_tensor_datatype(t).is_integer() for t in node.input)
+    )
+
+
+def convert_graph_layers(model: ModelWrapper) -> ModelWrapper:
+    """FINN's HW conversions of branch/join/pool nodes (no-op for a plain chain)."""
+    from finn.transformation.fpgadataflow.convert_to_hw.concat import InferConcatLayer
+    from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import (
+        InferElementwiseBinaryOperation,
+    )
+    from finn.transformation.fpgadataflow.convert_to_hw.global_acc_pool import (
+        InferGlobalAccPoolLayer,
+    )
+    from finn.transformation.fpgadataflow.convert_to_hw.pool import InferPool
+    from finn.transformation.fpgadataflow.convert_to_hw.split import InferSplitLayer
+    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
+    from qonnx.transformation.general import GiveUniqueNodeNames
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    ops = {n.op_type for n in model.graph.node}
+    if not (ops & GRAPH_OPS) and not _has_fork(model):
+        return model
+    if ops & {"MaxPool", "MaxPoolNHWC"}:
+        model = model.transform(InferPool())
+        model = model.transform(InferConvInpGen())
+    if "GlobalAveragePool" in ops:
+        model = model.transform(InferGlobalAccPoolLayer())
+    if "Add" in ops:
+        model = model.transform(InferElementwiseBinaryOperation(_stream_add))
+        for node in model.graph.node:
+            if node.op_type == "ElementwiseAdd":
+                # The sum's own width (one bit more), not the INT32 ONNX inference gives the
+                # Add: the layers after it (MVAU_rtl) need narrow inputs.
+                getCustomOp(node).minimize_accumulator_width(model)
+    if "Concat" in ops:
+        model = model.transform(InferConcatLayer())
+    if "Split" in ops:
+        model = model.transform(InferSplitLayer())
+    for t in (InferShapes(), InferDataTypes(), GiveUniqueNodeNames()):
+        model = model.transform(t)
+    return model
+
+
+def insert_forks(model: ModelWrapper) -> ModelWrapper:
+    """A DuplicateStreams on every tensor read by several HW layers (after all other HW
+    conversions, as FINN requires)."""
+    from finn.transformation.fpgadataflow.convert_to_hw.duplicate_streams import (
+        InferDuplicateStreamsLayer,
+    )
+    from qonnx.transformation.general import GiveUniqueNodeNames
+
+    if not _has_fork(model):
+        return model
+    return model.transform(InferDuplicateStreamsLayer()).transform(GiveUniqueNodeNames())
+
+
+def specialize_graph_layers(model: ModelWrapper) -> ModelWrapper:
+    """Integer stream adds onto qphy's AddStreams_rtl (FINN's RTL add is Versal float only)."""
+    from hw.layers.ops import SpecializeQphyLayers
+
+    return model.transform(SpecializeQphyLayers())
+
+
+def _join_reads_graph_input(model: ModelWrapper) -> bool:
+    inputs = {i.name for i in model.graph.input}
+    return any(
+        n.op_type in ("Add", "Concat") and any(t in inputs for t in n.input)
+        for n in model.graph.node
+    )
+
+
+def streamline_graph(model: ModelWrapper) -> ModelWrapper:
+    """Streamline across forks and joins: scales move past forks into each branch, and past an
+    add (or concat) whose inputs carry the same scale, so the join adds integers; then FINN's
+    Streamline absorbs them as in a chain. Repeated until nothing moves (no-op for a chain)."""
+    from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
+    from finn.transformation.streamline.reorder import (
+        MoveAffinePastJoinConcat,
+        MoveLinearPastEltwiseAdd,
+        MoveLinearPastFork,
+    )
+
+    ops = {n.op_type for n in model.graph.node}
+    if not (ops & GRAPH_OPS) and not _has_fork(model):
+        return model
+    for _ in range(8):
+        changed = False
+        for t in (
+            AbsorbScalarBiasIntoMultiThreshold(),
+            MoveLinearPastFork(),
+            MoveLinearPastEltwiseAdd(),
+            MoveAffinePastJoinConcat(),
+        ):
+            if isinstance(t, MoveAffinePastJoinConcat) and _join_reads_graph_input(model):
+                continue  # FINN's join movers assume every join input has a producer
+            model, c = t.apply(model)
+            changed |= c
+        model = model.transform(Streamline())
+        if not changed:
+            break
+    return model
