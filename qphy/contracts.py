@@ -281,6 +281,7 @@ REPORT_KEYS = (
     "estimated_resources",
     "fifo_depths",
     "tool_versions",
+    "fifo_model",
 )
 
 
@@ -307,6 +308,9 @@ class Report(_Versioned):
     fifo_depths: dict
     tool_versions: dict
     extras: dict = field(default_factory=dict)
+    #: How the StreamingFIFOs were simulated: "sized" (finn-rtllib's fifo at the sized depths,
+    #: sim/fifos.py) or "gauge" (FINN's unbounded fifo_gauge); "" in reports older than that.
+    fifo_model: str = ""
 
     @property
     def passed(self) -> bool:

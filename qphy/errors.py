@@ -87,15 +87,32 @@ class BitMismatchError(PipelineError):
         )
 
 
-class DeadlockError(PipelineError):
-    """The simulated design stopped making progress; names the stalled stream(s) (a full
-    branch FIFO first, see hw/graph_stitch.py)."""
+class DeadlockError(BitMismatchError):
+    """The RTL stopped sending output (no progress for the bench's stall limit): a deadlock.
 
-    def __init__(self, streams: Sequence[str], where: str = ""):
-        self.streams = list(streams)
-        at = f" in {where}" if where else ""
-        named = "; ".join(self.streams) or "no stream reported stalled (an idle producer)"
-        super().__init__(f"deadlock{at}: output stopped; stalled stream(s): {named}")
+    Names the streams whose producer was stuck with a beat its consumer never took (``stalled``)
+    at that moment, e.g. the input of a FIFO too shallow for a reconvergent branch.
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        stalled: Sequence[str],
+        vectors_received: int,
+        vectors_checked: int,
+        stall_limit_cycles: int,
+    ):
+        super().__init__(
+            "RTL deadlock", vectors_received, 0, None, None, vectors_checked=vectors_checked
+        )
+        self.phase = phase
+        self.stalled = list(stalled)
+        where = ", ".join(self.stalled) if self.stalled else "none visible at the top level"
+        self.args = (
+            f"RTL deadlock in the {phase} phase: no output for {stall_limit_cycles} cycles after "
+            f"{vectors_received} of {vectors_checked} vectors; stalled streams (valid, not "
+            f"ready): {where}",
+        )
 
 
 class LatencyBudgetError(PipelineError):

@@ -244,6 +244,8 @@ def run_stream_bench(
         raise PipelineError(f"stream bench exited with {rc}: {err.strip()[-300:]}")
     res = json.loads((run_dir / "results.json").read_text())
     if res["deadlock"]:
-        raise DeadlockError(blocked_streams(err.splitlines()), where=str(run_dir))
+        raise DeadlockError(
+            "verdict", blocked_streams(err.splitlines()), 0, len(n_out_words), stall_limit_cycles
+        )
     outs = [np.fromfile(run_dir / f"out{j}.bin", dtype=np.uint64) for j in range(bench.n_out)]
     return BenchResult(outs, int(res["cycles"]), int(res["last_out"]) - int(res["first_in"]))
