@@ -108,11 +108,20 @@ def streamline_graph(model: ModelWrapper) -> ModelWrapper:
     add (or concat) whose inputs carry the same scale, so the join adds integers; then FINN's
     Streamline absorbs them as in a chain. Repeated until nothing moves (no-op for a chain)."""
     from finn.transformation.streamline import Streamline
-    from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
+    from finn.transformation.streamline.absorb import (
+        AbsorbConsecutiveTransposes,
+        AbsorbScalarBiasIntoMultiThreshold,
+        AbsorbTransposeIntoMultiThreshold,
+    )
     from finn.transformation.streamline.reorder import (
+        MakeMaxPoolNHWC,
         MoveAffinePastJoinConcat,
+        MoveIdenticalOpPastJoinOp,
         MoveLinearPastEltwiseAdd,
         MoveLinearPastFork,
+        MoveTransposePastFork,
+        MoveTransposePastJoinAdd,
+        MoveTransposePastJoinConcat,
     )
 
     ops = {n.op_type for n in model.graph.node}
@@ -125,8 +134,14 @@ def streamline_graph(model: ModelWrapper) -> ModelWrapper:
             MoveLinearPastFork(),
             MoveLinearPastEltwiseAdd(),
             MoveAffinePastJoinConcat(),
+            MoveTransposePastFork(),
+            MoveTransposePastJoinAdd(),
+            MoveTransposePastJoinConcat(),
+            MakeMaxPoolNHWC(),
+            AbsorbTransposeIntoMultiThreshold(),
+            AbsorbConsecutiveTransposes(),
         ):
-            if isinstance(t, MoveAffinePastJoinConcat) and _join_reads_graph_input(model):
+            if isinstance(t, MoveIdenticalOpPastJoinOp) and _join_reads_graph_input(model):
                 continue  # FINN's join movers assume every join input has a producer
             model, c = t.apply(model)
             changed |= c
