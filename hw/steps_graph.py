@@ -12,7 +12,9 @@ variants (:mod:`hw.layers.ops`; importing it registers them with FINN).
 
 from __future__ import annotations
 
+from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.base import Transformation
 from qonnx.custom_op.registry import getCustomOp
 
 import hw.layers.ops  # noqa: F401 - registers the *_rtl variants with FINN
@@ -131,6 +133,7 @@ def streamline_graph(model: ModelWrapper) -> ModelWrapper:
         changed = False
         for t in (
             AbsorbScalarBiasIntoMultiThreshold(),
+            PullTransposeAboveFork(),
             MoveLinearPastFork(),
             MoveLinearPastEltwiseAdd(),
             MoveAffinePastJoinConcat(),
@@ -140,6 +143,7 @@ def streamline_graph(model: ModelWrapper) -> ModelWrapper:
             MakeMaxPoolNHWC(),
             AbsorbTransposeIntoMultiThreshold(),
             AbsorbConsecutiveTransposes(),
+            MergeIdenticalTransposes(),
         ):
             if isinstance(t, MoveIdenticalOpPastJoinOp) and _join_reads_graph_input(model):
                 continue  # FINN's join movers assume every join input has a producer
@@ -149,3 +153,59 @@ def streamline_graph(model: ModelWrapper) -> ModelWrapper:
         if not changed:
             break
     return model
+
+
+class PullTransposeAboveFork(Transformation):
+    """``t -> {Transpose(p) -> A, B}`` becomes ``t -> Transpose(p) -> {A, Transpose(p^-1) -> B}``.
+
+    After conv lowering, the conv branch of a skip connection starts with the NCHW -> NHWC
+    transpose while the skip branch reads NCHW; with the transpose above the fork both branches
+    stream NHWC, and the inverse transposes meeting at the join move past it (FINN's
+    MoveTransposePastJoinAdd) to where a chain would have them.
+    """
+
+    def apply(self, model):
+        for tensor in [i.name for i in model.graph.input] + [
+            t for n in model.graph.node for t in n.output
+        ]:
+            consumers = model.find_consumers(tensor) or []
+            if len(consumers) < 2:
+                continue
+            trans = next((c for c in consumers if c.op_type == "Transpose"), None)
+            if trans is None or all(c.op_type == "Transpose" for c in consumers):
+                continue
+            perm = list(helper.get_attribute_value(trans.attribute[0]))
+            inv = [perm.index(i) for i in range(len(perm))]
+            moved = trans.output[0]
+            for c in consumers:
+                if c is trans:
+                    continue
+                back = model.make_new_valueinfo_name()
+                model.set_tensor_shape(back, model.get_tensor_shape(tensor))
+                model.set_tensor_datatype(back, model.get_tensor_datatype(tensor))
+                node = helper.make_node("Transpose", [moved], [back], perm=inv)
+                model.graph.node.insert(list(model.graph.node).index(trans) + 1, node)
+                c.input[list(c.input).index(tensor)] = back
+            return model, True
+        return model, False
+
+
+class MergeIdenticalTransposes(Transformation):
+    """Two Transposes with the same permutation reading one tensor become one (its output is
+    then forked): FINN's transpose absorption duplicates a transpose per consumer."""
+
+    def apply(self, model):
+        for tensor in [i.name for i in model.graph.input] + [
+            t for n in model.graph.node for t in n.output
+        ]:
+            trans = [c for c in model.find_consumers(tensor) or [] if c.op_type == "Transpose"]
+            for other in trans[1:]:
+                if list(other.attribute[0].ints) != list(trans[0].attribute[0].ints):
+                    continue
+                if any(g.name == other.output[0] for g in model.graph.output):
+                    continue  # a graph output: leave it
+                for c in model.find_consumers(other.output[0]) or []:
+                    c.input[list(c.input).index(other.output[0])] = trans[0].output[0]
+                model.graph.node.remove(other)
+                return model, True
+        return model, False
