@@ -109,6 +109,9 @@ def streamline_graph(model: ModelWrapper) -> ModelWrapper:
     """Streamline across forks and joins: scales move past forks into each branch, and past an
     add (or concat) whose inputs carry the same scale, so the join adds integers; then FINN's
     Streamline absorbs them as in a chain. Repeated until nothing moves (no-op for a chain)."""
+    from finn.transformation.fpgadataflow.convert_to_hw.global_acc_pool import (
+        InferGlobalAccPoolLayer,
+    )
     from finn.transformation.streamline import Streamline
     from finn.transformation.streamline.absorb import (
         AbsorbConsecutiveTransposes,
@@ -144,6 +147,7 @@ def streamline_graph(model: ModelWrapper) -> ModelWrapper:
             AbsorbTransposeIntoMultiThreshold(),
             AbsorbConsecutiveTransposes(),
             MergeIdenticalTransposes(),
+            *([InferGlobalAccPoolLayer()] if "GlobalAveragePool" in ops else []),
         ):
             if isinstance(t, MoveIdenticalOpPastJoinOp) and _join_reads_graph_input(model):
                 continue  # FINN's join movers assume every join input has a producer

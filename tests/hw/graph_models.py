@@ -88,7 +88,8 @@ def _models():
             return self.fc(self.pool(self.r1(self.c1(self.inp(x)))).flatten(1))
 
     class Pool2dGap(nn.Module):
-        """1x8x8 -> conv 3x3 (4) -> relu -> MaxPool2d(2) -> conv 3x3 (6) -> relu -> GAP."""
+        """1x8x8 -> conv 3x3 (4) -> relu -> MaxPool2d(2) -> conv 3x3 (6) -> relu -> global
+        average pool -> 4-bit requantization -> linear 4 (float)."""
 
         shape = (1, 8, 8)
 
@@ -99,12 +100,15 @@ def _models():
             self.r1 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
             self.pool = nn.MaxPool2d(2)
             self.c2 = qnn.QuantConv2d(4, 6, 3, padding=1, weight_bit_width=4)
-            self.r2 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.r2 = qnn.QuantReLU(bit_width=4, return_quant_tensor=False)
             self.gap = nn.AdaptiveAvgPool2d(1)
+            # Unsigned requantization of the non-negative average (a QuantReLU).
+            self.q = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(6, 4, bias=True, weight_bit_width=4)
 
         def forward(self, x):
             y = self.r2(self.c2(self.pool(self.r1(self.c1(self.inp(x))))))
-            return self.gap(y.value if hasattr(y, "value") else y).flatten(1)
+            return self.fc(self.q(self.gap(y)).flatten(1))
 
     return {"res_mlp": ResMlp, "res_cnn": ResCnn, "fire": Fire, "pool1d": Pool1d,
             "pool2d_gap": Pool2dGap}
