@@ -91,6 +91,11 @@ _HINTS = {
     "(QuantReLU/QuantIdentity) so it folds into the thresholds; or fold it into the layer",
     "LeakyRelu": "must be followed by an activation quantizer and have a power-of-two slope",
     "AveragePool": _POOL_HINT,
+    "MaxPool": "not lowered to qphy's RTL pool: needs integer inputs, kernel >= stride and no "
+    "padding (MaxPool1d/MaxPool2d(k) on a quantized activation)",
+    "Concat": "only a channel concat (torch.cat(..., dim=1)) of quantized tensors with one "
+    "shared scale becomes an RTL layer",
+    "Split": "only a channel split of a quantized tensor becomes an RTL layer",
     "GlobalMaxPool": _POOL_HINT,
     "QuantAvgPool2d": _POOL_HINT,
     "Upsample": "no RTL up-sampling layer qphy can stitch (decoders stay on the host)",

@@ -124,37 +124,44 @@ def branch_fifo_depths(
 def insert_branch_fifos(
     nodes: Sequence[NodeSpec], depths: dict[tuple[str, int], int]
 ) -> list[NodeSpec]:
-    """A ``qphy_fifo`` in front of each listed join input (depth >= 1 beats)."""
-    out: list[NodeSpec] = []
+    """A ``qphy_fifo`` in front of each listed join input (depth >= 1 beats).
+
+    The FIFO's input stream is renamed ``<join>_in<i>_fifo`` (its producer writes it), so a
+    deadlock report names the join and the branch whose FIFO filled up.
+    """
     widths = _widths(nodes)
+    renamed: dict[str, str] = {}
+    fifos: dict[str, NodeSpec] = {}
     for n in nodes:
-        inputs = list(n.inputs)
         for i, s in enumerate(n.inputs):
             depth = depths.get((n.name, i))
             if depth is None:
                 continue
             if depth < 1:
                 raise PipelineError(f"branch FIFO depth for {n.name} input {i} must be >= 1")
-            fed = f"{s}_q{i}_{n.name}"
-            out.append(
-                NodeSpec(
-                    name=f"{n.name}_fifo{i}",
-                    op_type=FIFO_OP,
-                    module=FIFO_MODULE,
-                    in_width_bits=widths[s],
-                    out_width_bits=widths[s],
-                    files=[f"{FIFO_MODULE}.sv"],
-                    fifo_depth=int(depth),
-                    inputs=[s],
-                    outputs=[fed],
-                    in_widths=[widths[s]],
-                    out_widths=[widths[s]],
-                    params={"DEPTH": int(depth), "WIDTH": widths[s]},
-                )
+            fed = f"{n.name}_in{i}_fifo"
+            renamed[s] = fed
+            fifos[s] = NodeSpec(
+                name=f"{n.name}_fifo{i}",
+                op_type=FIFO_OP,
+                module=FIFO_MODULE,
+                in_width_bits=widths[s],
+                out_width_bits=widths[s],
+                files=[f"{FIFO_MODULE}.sv"],
+                fifo_depth=int(depth),
+                inputs=[fed],
+                outputs=[s],
+                in_widths=[widths[s]],
+                out_widths=[widths[s]],
+                params={"DEPTH": int(depth), "WIDTH": widths[s]},
             )
-            inputs[i] = fed
-        out.append(dataclasses.replace(n, inputs=inputs))
-    return out
+    out: list[NodeSpec] = []
+    for n in nodes:
+        outs = [renamed.get(s, s) for s in n.outputs]
+        out.append(dataclasses.replace(n, outputs=outs) if outs != n.outputs else n)
+        out += [fifos[s] for s in n.outputs if s in fifos]
+    # A join input that is a top input: its FIFO goes first.
+    return [fifos[s] for s in fifos if s not in {x for n in nodes for x in n.outputs}] + out
 
 
 def _sv_value(v: object) -> str:

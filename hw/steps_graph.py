@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.transformation.base import Transformation
 from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
 
 import hw.layers.ops  # noqa: F401 - registers the *_rtl variants with FINN
 
@@ -40,6 +40,7 @@ def _stream_add(model: ModelWrapper, node) -> bool:
 def convert_graph_layers(model: ModelWrapper) -> ModelWrapper:
     """FINN's HW conversions of branch/join/pool nodes (no-op for a plain chain)."""
     from finn.transformation.fpgadataflow.convert_to_hw.concat import InferConcatLayer
+    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
     from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import (
         InferElementwiseBinaryOperation,
     )
@@ -48,7 +49,6 @@ def convert_graph_layers(model: ModelWrapper) -> ModelWrapper:
     )
     from finn.transformation.fpgadataflow.convert_to_hw.pool import InferPool
     from finn.transformation.fpgadataflow.convert_to_hw.split import InferSplitLayer
-    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
     from qonnx.transformation.general import GiveUniqueNodeNames
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes

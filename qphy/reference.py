@@ -9,9 +9,9 @@ flow, which extends an export's golden set to the number of vectors a run asks f
 from __future__ import annotations
 
 import json
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx

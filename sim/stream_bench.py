@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<uint64_t>> in(NI), out(NO);
   std::vector<size_t> want(NO), pos(NI, 0);
   std::vector<int> valid(NI, 0), ready(NO, 0);
+  std::vector<uint64_t> last(NO, 0);
   for (int k = 0; k < NI; ++k) in[k] = load(dir + "/in" + std::to_string(k) + ".bin");
   { auto w = load(dir + "/want.bin"); for (int j = 0; j < NO; ++j) want[j] = w[j]; }
   top->ap_rst_n = 0;
@@ -97,7 +98,9 @@ int main(int argc, char** argv) {
     for (int j = 0; j < NO; ++j) {
       int vld = 0; uint64_t d = 0;
       switch (j) { @GET_OUT@ }
-      if (vld && ready[j]) { out[j].push_back(d); progress = true; last_out = cycle; }
+      if (vld && ready[j]) {
+        out[j].push_back(d); progress = true; last_out = cycle; last[j] = cycle;
+      }
     }
     top->ap_clk = 1; top->eval();
     for (int k = 0; k < NI; ++k) if (fired[k]) { pos[k]++; valid[k] = 0; }
@@ -110,9 +113,13 @@ int main(int argc, char** argv) {
     std::fclose(f);
   }
   FILE* r = std::fopen((dir + "/results.json").c_str(), "w");
-  std::fprintf(r, "{\"cycles\": %llu, \"deadlock\": %s, \"first_in\": %llu, \"last_out\": %llu}\n",
-               (unsigned long long)cycle, deadlock ? "true" : "false",
+  std::fprintf(r, "{\"cycles\": %llu, \"deadlock\": %s, ", (unsigned long long)cycle,
+               deadlock ? "true" : "false");
+  std::fprintf(r, "\"first_in\": %llu, \"last_out\": %llu, \"last\": [",
                (unsigned long long)first_in, (unsigned long long)last_out);
+  for (int j = 0; j < NO; ++j)
+    std::fprintf(r, "%s%llu", j ? ", " : "", (unsigned long long)last[j]);
+  std::fprintf(r, "]}\n");
   std::fclose(r);
   top->final();
   delete top;
@@ -137,6 +144,7 @@ class BenchResult:
     outputs: list[np.ndarray]
     cycles: int
     latency_cycles: int
+    last_beat_cycles: list[int]
 
 
 def _port(prefix: str, k: int, n: int) -> str:
@@ -248,4 +256,9 @@ def run_stream_bench(
             "verdict", blocked_streams(err.splitlines()), 0, len(n_out_words), stall_limit_cycles
         )
     outs = [np.fromfile(run_dir / f"out{j}.bin", dtype=np.uint64) for j in range(bench.n_out)]
-    return BenchResult(outs, int(res["cycles"]), int(res["last_out"]) - int(res["first_in"]))
+    return BenchResult(
+        outs,
+        int(res["cycles"]),
+        int(res["last_out"]) - int(res["first_in"]),
+        [int(c) for c in res["last"]],
+    )

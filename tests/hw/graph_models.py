@@ -110,8 +110,13 @@ def _models():
             y = self.r2(self.c2(self.pool(self.r1(self.c1(self.inp(x))))))
             return self.fc(self.q(self.gap(y)).flatten(1))
 
-    return {"res_mlp": ResMlp, "res_cnn": ResCnn, "fire": Fire, "pool1d": Pool1d,
-            "pool2d_gap": Pool2dGap}
+    return {
+        "res_mlp": ResMlp,
+        "res_cnn": ResCnn,
+        "fire": Fire,
+        "pool1d": Pool1d,
+        "pool2d_gap": Pool2dGap,
+    }
 
 
 GRAPH_MODELS = ("res_mlp", "res_cnn", "fire", "pool1d", "pool2d_gap")

@@ -109,6 +109,13 @@ def _run(bench, inputs, want, tmp_path, seed=1, **kw):
     return run_stream_bench(bench, inputs, want, tmp_path / f"run{seed}", seed=seed, **kw)
 
 
+def _check_cycles(bench, ins, want, tmp_path, model_last: list[int]) -> None:
+    """Without stalls every output's last beat leaves exactly when the layer's cycle model
+    says (cycles from the first input handshake)."""
+    res = _run(bench, ins, want, tmp_path, seed=99, source_pause_prob=0.0, sink_pause_prob=0.0)
+    assert res.last_beat_cycles == model_last
+
+
 def test_wrapper_ports_are_finn_style():
     sv = hdl.add_sv("add_x", 3, 4, True, 5, False, 7)
     ports = module_ports(sv, "add_x")
@@ -138,8 +145,10 @@ def test_fork(tmp_path):
             want += [len(x)] * n_out
             ref += [x] * n_out
         res = _run(bench, ins, want, tmp_path, seed=seed)
+        if seed == 1:  # cycle model: one beat per cycle, latency 0
+            _check_cycles(bench, ins, want, tmp_path, [w - 1 for w in want])
         k = 0
-        for (pe, bits, n_out, _), x in zip(FORK_CASES, ins, strict=True):
+        for pe, bits, n_out, _ in FORK_CASES:
             for _ in range(n_out):
                 assert np.array_equal(unpack(res.outputs[k], pe, bits, False), ref[k])
                 k += 1
@@ -172,6 +181,7 @@ def test_add(tmp_path):
         want.append(len(x))
         ref.append(x + y)
     res = _run(bench, ins, want, tmp_path)
+    _check_cycles(bench, ins, want, tmp_path, list(want))  # one beat per cycle, latency 1
     for (pe, _, asg, _, bsg, ob, _), r, out in zip(ADD_CASES, ref, res.outputs, strict=True):
         assert np.array_equal(unpack(out, pe, ob, asg or bsg), r)
 
@@ -220,6 +230,12 @@ def test_concat_and_split(tmp_path):
         want += [p.size // simd for p in parts]
         refs += [("split", p.reshape(-1, simd), ob, any(sg)) for p in parts]
     res = _run(bench, ins, want, tmp_path)
+    last = []  # concat: its beats in order; split: output j's last beat of the last pixel
+    for simd, _, _, chans, px in CONCAT_CASES:
+        folds = [c // simd for c in chans]
+        last.append(px * sum(folds) - 1)
+        last += [(px - 1) * sum(folds) + sum(folds[: j + 1]) - 1 for j in range(len(folds))]
+    _check_cycles(bench, ins, want, tmp_path, last)
     for (_, r, ob, signed), out in zip(refs, res.outputs, strict=True):
         assert np.array_equal(unpack(out, r.shape[1], ob, signed), r)
 
@@ -252,6 +268,8 @@ def test_maxpool(tmp_path):
         refs.append(x.max(axis=2).reshape(-1, pe))
         want.append(px * ch // pe)
     res = _run(bench, ins, want, tmp_path)
+    # One input beat per cycle; the registered maximum leaves one cycle after its window.
+    _check_cycles(bench, ins, want, tmp_path, [len(x) for x in ins])
     for (pe, bits, sg, *_), r, out in zip(POOL_CASES, refs, res.outputs, strict=True):
         assert np.array_equal(unpack(out, pe, bits, sg), r)
 
@@ -280,6 +298,8 @@ def test_global_acc_pool(tmp_path):
         refs.append(x.sum(axis=1).reshape(-1, pe))
         want.append(frames * ch // pe)
     res = _run(bench, ins, want, tmp_path)
+    # One input beat per cycle; each sum leaves one cycle after its last-pixel beat.
+    _check_cycles(bench, ins, want, tmp_path, [len(x) for x in ins])
     for (pe, bits, sg, _, px), r, out in zip(ACC_CASES, refs, res.outputs, strict=True):
         ob = bits + int(np.ceil(np.log2(px))) + 1
         assert np.array_equal(unpack(out, pe, ob, sg), r)
@@ -322,5 +342,7 @@ def test_branch_fifo_analytic_depth_passes(tmp_path):
 
 
 def test_too_shallow_branch_fifo_is_a_named_deadlock(tmp_path):
-    with pytest.raises(DeadlockError, match=r"fk_o1 \(into branch FIFO cat_fifo1, depth 2, full\)"):
+    with pytest.raises(
+        DeadlockError, match=r"cat_in1_fifo \(into branch FIFO cat_fifo1, depth 2, full\)"
+    ):
         _fork_concat(tmp_path, folds=5, depth=2)
