@@ -32,6 +32,7 @@ from hw.config import FifoSizing, FoldingPreference, HwBuildConfig, Preset
 from hw.folding import fold_for_latency
 from hw.steps_graph import (
     convert_graph_layers,
+    fold_graph_layers,
     insert_forks,
     specialize_graph_layers,
     streamline_graph,
@@ -331,7 +332,7 @@ def step_apply_folding(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
         cfg.folding_preference is FoldingPreference.LATENCY,
     )
     model.set_metadata_prop("qphy_folding_target_cycles", str(used))
-    return model
+    return fold_graph_layers(model, used)
 
 
 def step_minimize_bit_width(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
