@@ -300,10 +300,12 @@ def verify_built(
     out_dir = Path(out_dir)
     variant = Report.read(out_dir / Report.FILE).variant
     sim_dir = out_dir / "sim"
+    link = sim_dir / HARNESS_LINK
     built = (
         (sim_dir / "obj").is_dir()
         if sim_cfg.bench is Bench.COCOTB
-        else (sim_dir / HARNESS_LINK).is_file()
+        # The cached executable may have been pruned since (sim/cache.py): rebuild then.
+        else link.is_file() and Path(link.read_text().strip()).is_file()
     )
     if not built:  # the build was verified with the other bench: compile this one's model
         build_rtl_sim(out_dir / "hw", sim_dir, sim_cfg)
