@@ -56,6 +56,8 @@ class SimConfig:
             run a ``--no-assert`` build (faster).
         compiler: C++ compiler of the harness: ``g++``, ``clang++`` or ``auto`` (clang++ when
             installed).
+        corner_vectors: End the verdict's vectors with those that drive every MVAU accumulator
+            to its extremes (sim/coverage.py; they replace at most half of the vectors).
     """
 
     n_vectors: int = SIM_VECTORS
@@ -75,6 +77,7 @@ class SimConfig:
     ray_address: str = ""
     bulk_no_assert: bool = True
     compiler: str = "g++"
+    corner_vectors: bool = True
 
     def __post_init__(self) -> None:
         if self.n_vectors < 1:

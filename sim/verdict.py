@@ -24,7 +24,13 @@ import numpy as np
 
 from hw.toolchain import tool_versions
 from qphy.contracts import Manifest, Report, SimJob
-from qphy.errors import BitMismatchError, DeadlockError, LatencyBudgetError, PipelineError
+from qphy.errors import (
+    AccumulatorOverflowError,
+    BitMismatchError,
+    DeadlockError,
+    LatencyBudgetError,
+    PipelineError,
+)
 from qphy.fsutil import atomic_write_json, atomic_write_text
 from sim.config import Bench, SimConfig
 from sim.fifos import fifo_model, stalled_streams
@@ -183,6 +189,24 @@ def _run_harness(manifest, sim_dir, run_dir, inputs, expected, sim_cfg, mem_dir)
     return res, r.actual
 
 
+def _coverage(hw_dir: Path, sim_dir: Path, inputs: np.ndarray, expected: np.ndarray) -> dict:
+    """The report's coverage block (sim/coverage.py) over the vectors simulated."""
+    from sim.coverage import CORNERS_FILE, coverage, load_layers  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    corners = {"count": 0, "note": "not generated"}
+    if (sim_dir / CORNERS_FILE).is_file():
+        corners = json.loads((sim_dir / CORNERS_FILE).read_text())
+    layers, in_range, unsupported = load_layers(hw_dir)
+    if unsupported or not layers:
+        return {"unsupported": unsupported or ["no MVAU"]}
+    block = coverage(layers, in_range, inputs, int(corners["count"]), expected)
+    if corners.get("note"):
+        block["corner_note"] = corners["note"]
+    block["coverage_s"] = round(time.perf_counter() - t0, 2)
+    return block
+
+
 def first_mismatch(expected: np.ndarray, actual: np.ndarray) -> tuple[int, int, int]:
     """(number of mismatching vectors, first vector, first index); missing vectors count too."""
     n = len(expected)
@@ -227,7 +251,11 @@ def simulate(
     sim_s = time.perf_counter() - t0
     res["bench"] = str(sim_cfg.bench)
     report = _report(manifest, hw_report, expected, actual, res, sim_cfg, variant, run_dir, sim_s)
-    report = dataclasses.replace(report, fifo_model=fifo_model(sim_dir / "src"))
+    report = dataclasses.replace(
+        report,
+        fifo_model=fifo_model(sim_dir / "src"),
+        coverage=_coverage(hw_dir, sim_dir, inputs, expected),
+    )
     report.write(run_dir / Report.FILE)
     judge(report, run_dir)
     return report
@@ -308,6 +336,11 @@ def judge(report: Report, run_dir: Path) -> None:
             mismatches=max(1, report.mismatches),
             vectors_checked=report.vectors_checked,
         )
+    from sim.coverage import overflows  # noqa: PLC0415
+
+    over = overflows(report.coverage)
+    if over:
+        raise AccumulatorOverflowError("accumulator overflow: " + "; ".join(over))
     if not report.within_budget:
         raise LatencyBudgetError(
             f"latency {report.latency_cycles} cycles = {report.latency_us} us at "
