@@ -82,7 +82,7 @@ def load_layers(hw_dir: Path) -> tuple[list[Layer], tuple[int, int], list[str]]:
 
 
 def run_layers(layers: list[Layer], x: np.ndarray, upto: int | None = None):
-    """Integer execution: (output, {mvau name: accumulators}, {threshold name: inputs}).
+    """Integer execution: (output, {mvau name: accumulators}, {threshold name: counts}).
 
     float64 holds these sums exactly (|acc| << 2**53)."""
     h = np.asarray(x, dtype=np.float64)
@@ -92,10 +92,18 @@ def run_layers(layers: list[Layer], x: np.ndarray, upto: int | None = None):
             h = h @ layer.params
             accs[layer.name] = h
         else:
-            tins[layer.name] = h
-            t = layer.params
-            h = layer.lo + (h[:, :, None] >= t[None, :, :]).sum(axis=2)
+            tins[layer.name] = threshold_counts(h, layer.params)
+            h = layer.lo + tins[layer.name]
     return h, accs, tins
+
+
+def threshold_counts(acc: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Thresholds at or below each value, per channel: ``sum(acc >= T[c])`` (FINN's
+    MultiThreshold), by binary search in each channel's ascending thresholds."""
+    counts = np.empty(acc.shape, dtype=np.int64)
+    for c in range(acc.shape[1]):
+        counts[:, c] = np.searchsorted(t[c if len(t) > 1 else 0], acc[:, c], side="right")
+    return counts
 
 
 def corner_vectors(layers: list[Layer], in_range: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -165,14 +173,24 @@ def coverage(
             if layer.kind != "thresholds":
                 continue
             name = layer.name
-            above = tins[name][:, :, None] >= layer.params[None, :, :]
-            if name in last:  # the crossing between the previous chunk's last vector and this
-                above = np.concatenate([last[name][None], above])
-            u = np.any(~above[:-1] & above[1:], axis=0)
-            d = np.any(above[:-1] & ~above[1:], axis=0)
-            up[name] = u if name not in up else up[name] | u
-            down[name] = d if name not in down else down[name] | d
-            last[name] = above[-1]
+            # Threshold s of a channel is crossed upwards between consecutive vectors a, b
+            # when count(a) <= s < count(b): mark those index ranges with difference arrays.
+            c = tins[name]
+            if name in last:  # the pair across the chunk boundary
+                c = np.concatenate([last[name][None], c])
+            steps = layer.params.shape[1]
+            if name not in up:
+                up[name] = np.zeros((c.shape[1], steps + 1), dtype=np.int64)
+                down[name] = np.zeros_like(up[name])
+            a, b = c[:-1], c[1:]
+            base = np.arange(c.shape[1]) * (steps + 1)  # flat index of (channel, 0)
+            size = up[name].size
+            for diff, lo_i, hi_i, sel in ((up[name], a, b, b > a), (down[name], b, a, a > b)):
+                start = (lo_i + base)[sel]
+                stop = (hi_i + base)[sel]
+                flat = np.bincount(start, minlength=size) - np.bincount(stop, minlength=size)
+                diff += flat.reshape(diff.shape)
+            last[name] = c[-1]
     lo, hi = in_range
     block: dict = {
         "corner_vectors": int(n_corner),
@@ -200,7 +218,12 @@ def coverage(
             }
         else:
             x_lo, x_hi = float(layer.lo), float(layer.lo + layer.params.shape[1])
-            both = up[name] & down[name] if name in up else np.zeros(0, dtype=bool)
+            if name in up:
+                crossed_up = np.cumsum(up[name], axis=1)[:, :-1] > 0
+                crossed_down = np.cumsum(down[name], axis=1)[:, :-1] > 0
+                both = crossed_up & crossed_down
+            else:
+                both = np.zeros(0, dtype=bool)
             block["thresholds"][name] = {
                 "crossed_both_ways": int(both.sum()),
                 "thresholds": int(both.size),

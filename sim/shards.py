@@ -18,7 +18,6 @@ worker needs only Python and the C++ runtime the executable links against.
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 from collections.abc import Callable, Sequence
@@ -74,6 +73,8 @@ def plan(n: int, jobs: int, bulk_no_assert: bool = True, min_shard: int = 2) -> 
     """Disjoint ordered slices of ``n`` vectors for ``jobs`` processes (see the module doc).
 
     Every shard gets at least ``min_shard`` vectors (the harness' throughput burst needs 2).
+    With bulk ``--no-assert`` shards there are up to ``jobs + 1`` shards for ``jobs``
+    processes (:func:`run_local` runs at most ``jobs`` at once).
     """
     if n < 1:
         raise ConfigError(f"nothing to simulate: {n} vectors")
@@ -81,8 +82,10 @@ def plan(n: int, jobs: int, bulk_no_assert: bool = True, min_shard: int = 2) -> 
     if jobs == 1:
         return [Shard(0, 0, n, True)]
     if bulk_no_assert and n > ASSERT_SHARD_VECTORS:
-        first = max(ASSERT_SHARD_VECTORS, math.ceil(n / jobs))
-        bulk = min(jobs - 1, (n - first) // min_shard)
+        # The asserting shard first, then one bulk shard per process: the process that ran
+        # the asserting shard takes the last bulk shard after it (about even loads).
+        first = ASSERT_SHARD_VECTORS
+        bulk = min(jobs, (n - first) // min_shard)
         if bulk == 0:
             return [Shard(0, 0, n, True)]
         rest = _even(first, n, bulk)
@@ -149,8 +152,10 @@ def run_local(
     spec: RunSpec,
     run_dir: Path,
     progress: bool = False,
+    workers: int = 0,
 ) -> list[HarnessResult]:
-    """Run the shards as parallel harness processes here (``binaries[assertions]``)."""
+    """Run the shards as parallel harness processes here (``binaries[assertions]``), at most
+    ``workers`` at once (0: one per shard)."""
 
     def one(shard: Shard) -> HarnessResult:
         return run_harness(
@@ -173,7 +178,7 @@ def run_local(
 
     if len(shards) == 1:
         return [one(shards[0])]
-    with ThreadPoolExecutor(max_workers=len(shards)) as pool:
+    with ThreadPoolExecutor(max_workers=workers or len(shards)) as pool:
         return list(pool.map(one, shards))
 
 
@@ -344,7 +349,8 @@ def run_sharded(
     if ray_address:
         results = run_on_ray(ray_address, binaries, mem_dir, inputs, shards, spec)
     else:
-        results = run_local(binaries, mem_dir, inputs, shards, spec, run_dir, progress)
+        workers = resolve_jobs(jobs)
+        results = run_local(binaries, mem_dir, inputs, shards, spec, run_dir, progress, workers)
     records = [
         {
             "index": s.index,

@@ -19,13 +19,13 @@ def test_plan_is_disjoint_ordered_and_keeps_an_asserting_shard(n, jobs):
     shards = plan(n, jobs)
     assert shards[0].start == 0 and shards[-1].stop == n
     assert all(a.stop == b.start for a, b in zip(shards, shards[1:], strict=False))
-    assert all(s.size >= 2 for s in shards) and len(shards) <= jobs
-    assert shards[0].assertions
+    assert all(s.size >= 2 for s in shards) and shards[0].assertions
     if n > ASSERT_SHARD_VECTORS and len(shards) > 1:
-        assert shards[0].size >= ASSERT_SHARD_VECTORS
+        # One asserting shard of 10,000 vectors, then one bulk shard per process.
+        assert shards[0].size == ASSERT_SHARD_VECTORS and len(shards) <= jobs + 1
         assert not any(s.assertions for s in shards[1:])
     else:
-        assert all(s.assertions for s in shards)
+        assert all(s.assertions for s in shards) and len(shards) <= jobs
     assert all(s.assertions for s in plan(n, jobs, bulk_no_assert=False))
 
 
