@@ -201,7 +201,9 @@ def build_and_verify(
         manifest = hw_stage(tmp / "export", tmp / "hw", hw_cfg)
         times["hw_build_s"] = round(time.perf_counter() - t0, 2)
         if sim_cfg.corner_vectors:  # sim/coverage.py: drive every accumulator to its extremes
-            golden = add_corner_vectors(golden, tmp / "hw", manifest.host, tmp / "sim")
+            golden = add_corner_vectors(
+                golden, tmp / "export", tmp / "hw", manifest.host, tmp / "sim"
+            )
         _, _, verified = vectors_stage(golden, manifest, tmp / "sim")
         times["verilator_build_s"] = round(build_rtl_sim(tmp / "hw", tmp / "sim", sim_cfg), 2)
         t0 = time.perf_counter()

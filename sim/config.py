@@ -57,7 +57,8 @@ class SimConfig:
         compiler: C++ compiler of the harness: ``g++``, ``clang++`` or ``auto`` (clang++ when
             installed).
         corner_vectors: End the verdict's vectors with those that drive every MVAU accumulator
-            to its extremes (sim/coverage.py; they replace at most half of the vectors).
+            to its extremes (sim/coverage.py; they replace vectors generated beyond the
+            export's golden ones, so a run needs more vectors than the export holds).
     """
 
     n_vectors: int = SIM_VECTORS

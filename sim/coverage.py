@@ -246,20 +246,25 @@ def overflows(block: dict) -> list[str]:
 CORNERS_FILE = "corner_vectors.json"
 
 
-def add_corner_vectors(golden, hw_dir: Path, host_spec, sim_dir: Path, seed: int = 0):
-    """:func:`with_corner_vectors`, recorded in ``sim_dir/corner_vectors.json``; the golden set."""
+def add_corner_vectors(golden, export_dir: Path, hw_dir: Path, host_spec, sim_dir: Path):
+    """:func:`with_corner_vectors` in place of the vectors generated beyond the export's
+    golden ones (those stay: the board driver re-derives and checks them), recorded in
+    ``sim_dir/corner_vectors.json``; returns the golden set."""
     import json  # noqa: PLC0415
 
-    golden, count, note = with_corner_vectors(golden, hw_dir, host_spec, seed)
+    from qphy.reference import GOLDEN_IN  # noqa: PLC0415
+
+    exported = len(np.load(Path(export_dir) / GOLDEN_IN, mmap_mode="r"))
+    golden, count, note = with_corner_vectors(golden, hw_dir, host_spec, exported)
     Path(sim_dir).mkdir(parents=True, exist_ok=True)
     (Path(sim_dir) / CORNERS_FILE).write_text(json.dumps({"count": count, "note": note}))
     return golden
 
 
-def with_corner_vectors(golden, hw_dir: Path, host_spec, seed: int = 0):
-    """``golden`` (a :class:`qphy.reference.GoldenSet`) with its last vectors replaced by the
-    corner vectors as model inputs, their golden outputs from the QONNX reference;
-    (golden, count, note).
+def with_corner_vectors(golden, hw_dir: Path, host_spec, keep_first: int = 0, seed: int = 0):
+    """``golden`` (a :class:`qphy.reference.GoldenSet`) with its last vectors (never the first
+    ``keep_first``) replaced by the corner vectors as model inputs, their golden outputs from
+    the QONNX reference; (golden, count, note).
 
     The stream integers are mapped back to model inputs (``int * scale`` in the model's shape)
     and must quantize back to themselves through the host, else none are added."""
@@ -281,9 +286,14 @@ def with_corner_vectors(golden, hw_dir: Path, host_spec, seed: int = 0):
     floats = (flat.reshape((len(ints), *shape)) * scale).astype(np.float32)
     if not np.array_equal(host.stream_inputs(floats, host_spec), ints):
         return golden, 0, "corner vectors do not survive the host's input quantizer"
-    # They replace the run's last vectors (at most half of them): the count stays the user's.
-    k = min(len(ints), len(golden.inputs) // 2)
-    note = "" if k == len(ints) else f"{k} of {len(ints)} corner vectors (at most half the run)"
+    # They replace the run's last vectors: the count stays the user's.
+    k = min(len(ints), max(0, len(golden.inputs) - keep_first))
+    note = (
+        ""
+        if k == len(ints)
+        else f"{k} of {len(ints)} corner vectors: they only replace vectors beyond the "
+        f"{keep_first} exported golden ones (ask for {keep_first + len(ints)} or more vectors)"
+    )
     floats = floats[:k]
     outs = execute_batch(load_reference(golden.model_path), floats) if k else floats
     keep = len(golden.inputs) - k
