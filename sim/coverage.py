@@ -67,6 +67,9 @@ def load_layers(hw_dir: Path) -> tuple[list[Layer], tuple[int, int], list[str]]:
     for node in model.graph.node:
         if node.op_type in _PASS:
             continue
+        if node.op_type not in ("MVAU_rtl", "Thresholding_rtl"):
+            unsupported.append(f"{node.name} ({node.op_type})")
+            continue
         inst = getCustomOp(node)
         if node.op_type == "MVAU_rtl" and inst.get_nodeattr("noActivation") == 1:
             lo, hi = _range(inst.get_nodeattr("accDataType"))

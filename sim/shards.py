@@ -178,8 +178,46 @@ def run_local(
 
     if len(shards) == 1:
         return [one(shards[0])]
-    with ThreadPoolExecutor(max_workers=workers or len(shards)) as pool:
-        return list(pool.map(one, shards))
+    pool = ThreadPoolExecutor(max_workers=workers or len(shards))
+    try:
+        futures = [pool.submit(one, s) for s in shards]
+        return [f.result() for f in futures]
+    except BaseException:
+        # Ctrl-C or SIGTERM reaches this thread only: end the harness processes the worker
+        # threads wait on (each in its own process group), then let the threads return.
+        pool.shutdown(wait=False, cancel_futures=True)
+        paths = {str(b) for b in binaries.values()}
+        _terminate_harnesses(paths | {str(Path(b).resolve()) for b in paths})
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _terminate_harnesses(executables: set[str], grace_s: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL, to the process group of every child running one of these."""
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    import psutil  # noqa: PLC0415 - a finn-plus dependency, pinned
+
+    procs = []
+    for child in psutil.Process().children():
+        try:
+            if child.cmdline()[:1] and child.cmdline()[0] in executables:
+                procs.append(child)
+        except psutil.Error:
+            continue
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in procs:
+            try:
+                os.killpg(p.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace_s
+        while sig is signal.SIGTERM and time.monotonic() < deadline:
+            if not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs):
+                return
+            time.sleep(0.05)
 
 
 def _shard_args(shard: Shard, spec: RunSpec) -> list[str]:

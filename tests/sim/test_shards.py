@@ -60,3 +60,57 @@ def test_sharded_and_ray_runs_give_the_same_integers(small_rtl, tmp_path):
         assert np.array_equal(actual, one)
         assert rep.latency_cycles == rep1.latency_cycles
         assert rep.cycles_per_frame == rep1.cycles_per_frame
+
+
+_INTERRUPTED = """
+import sys
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, {root!r})
+from tests.sim.test_fifos import FRAME, IN_STREAM, OUT_STREAM, _fifo_sources
+from sim.harness_build import build_harness
+from sim.shards import RunSpec, plan, run_local
+tmp = Path({tmp!r})
+b = build_harness(_fifo_sources(tmp / "src", FRAME), "qphy_forkjoin", tmp / "cache")
+x = np.zeros((8_000_000, FRAME), dtype=np.int64)
+spec = RunSpec(IN_STREAM, OUT_STREAM, FRAME, 1, 0.3, 0.3, 8, 2000, 600)
+print(b.binary, flush=True)
+run_local({{True: b.binary}}, tmp, x, plan(len(x), 2, False), spec, tmp / "run", workers=2)
+"""
+
+
+def _running(binary: str) -> list[int]:
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if (p.info["cmdline"] or [""])[0] == binary:
+            found.append(p.pid)
+    return found
+
+
+@pytest.mark.rtl
+def test_interrupted_sharded_run_leaves_no_harness(verilator, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    script = _INTERRUPTED.format(root=root, tmp=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    binary = proc.stdout.readline().strip()
+    deadline = time.monotonic() + 120
+    while len(_running(binary)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_running(binary)) == 2, "the two shards never ran"
+    proc.send_signal(signal.SIGINT)
+    try:  # the shards still had minutes to run: only ending them makes this quick
+        proc.wait(timeout=15)
+    finally:
+        proc.kill()
+        for pid in _running(binary):
+            os.killpg(pid, signal.SIGKILL)
+    assert proc.returncode != 0 and _running(binary) == []
