@@ -277,6 +277,10 @@ def with_corner_vectors(golden, hw_dir: Path, host_spec, keep_first: int = 0, se
     layers, in_range, unsupported = load_layers(hw_dir)
     if unsupported or not layers:
         return golden, 0, "unsupported layers: " + ", ".join(unsupported or ["no MVAU"])
+    wanted = 2 * sum(layer.params.shape[1] for layer in layers if layer.kind == "mvau")
+    if len(golden.inputs) <= keep_first:  # no room: skip the search
+        note = f"0 of {wanted} corner vectors: ask for more than the {keep_first} exported ones"
+        return golden, 0, note
     ints = corner_vectors(layers, in_range, seed)
     flat = np.zeros_like(ints)
     perm = host_spec.input_perm
