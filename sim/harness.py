@@ -58,6 +58,8 @@ class HarnessResult:
         extra_beats: Output beats beyond the expected number (duplicates).
         beats_received: Output beats of the verdict phase, extra ones included.
         wall_s: Seconds the executable ran.
+        streams: At a deadlock, the handshake state of the top's streams:
+            ``{"name", "valid", "ready"}`` each (empty otherwise).
     """
 
     actual: np.ndarray
@@ -69,6 +71,7 @@ class HarnessResult:
     extra_beats: int
     beats_received: int
     wall_s: float
+    streams: tuple = ()
 
     @property
     def cycles_per_s(self) -> float:
@@ -88,7 +91,9 @@ def _link_mem(mem_dir: Path, run_dir: Path) -> None:
     elif dest.is_dir():
         shutil.rmtree(dest)
     try:
-        dest.symlink_to(Path(mem_dir).resolve(), target_is_directory=True)
+        # Relative: a build staged in a temporary folder and renamed keeps a working link.
+        rel = os.path.relpath(Path(mem_dir).resolve(), run_dir.resolve())
+        dest.symlink_to(rel, target_is_directory=True)
     except OSError:
         shutil.copytree(mem_dir, dest)
 
@@ -215,6 +220,7 @@ def run_harness(
         extra_beats=int(r["extra_beats"]),
         beats_received=received,
         wall_s=wall_s,
+        streams=tuple(r.get("streams", ())),
     )
 
 
