@@ -245,7 +245,7 @@ def build_and_verify(
     """
     from hw.config import HwBuildConfig  # noqa: PLC0415
     from sim.config import SimConfig  # noqa: PLC0415
-    from sim.coverage import add_corner_vectors  # noqa: PLC0415
+    from sim.coverage import CORNER_DIR, corner_golden  # noqa: PLC0415
     from sim.verdict import build_rtl_sim, simulate  # noqa: PLC0415
 
     hw_cfg, sim_cfg = hw_cfg or HwBuildConfig(), sim_cfg or SimConfig()
@@ -263,11 +263,11 @@ def build_and_verify(
         t0 = time.perf_counter()
         manifest = hw_stage(tmp / "export", tmp / "hw", hw_cfg)
         times["hw_build_s"] = round(time.perf_counter() - t0, 2)
-        if sim_cfg.corner_vectors:  # sim/coverage.py: drive every accumulator to its extremes
-            golden = add_corner_vectors(
-                golden, tmp / "export", tmp / "hw", manifest.host, tmp / "sim"
-            )
         _, _, verified = vectors_stage(golden, manifest, tmp / "sim")
+        if sim_cfg.corner_vectors:  # sim/coverage.py: drive every accumulator to its extremes
+            corners = corner_golden(golden, tmp / "hw", manifest.host, tmp / "sim")
+            if corners is not None:
+                vectors_stage(corners, manifest, tmp / "sim" / CORNER_DIR)
         times["verilator_build_s"] = round(build_rtl_sim(tmp / "hw", tmp / "sim", sim_cfg), 2)
         t0 = time.perf_counter()
         try:

@@ -249,68 +249,46 @@ def overflows(block: dict) -> list[str]:
 CORNERS_FILE = "corner_vectors.json"
 
 
-def add_corner_vectors(golden, export_dir: Path, hw_dir: Path, host_spec, sim_dir: Path):
-    """:func:`with_corner_vectors` in place of the vectors generated beyond the export's
-    golden ones (those stay: the board driver re-derives and checks them), recorded in
-    ``sim_dir/corner_vectors.json``; returns the golden set."""
+#: Sub-directory of the sim dir holding the corner vectors (vectors_in/expected.npy).
+CORNER_DIR = "corners"
+
+
+def corner_golden(golden, hw_dir: Path, host_spec, sim_dir: Path, seed: int = 0):
+    """The corner vectors as a golden set of their own (model inputs, QONNX outputs), or None;
+    the count and any reason for none go to ``sim_dir/corner_vectors.json``.
+
+    The verdict simulates them after the run's vectors and judges them apart (the vectors a
+    user asked for, and the export's golden vectors the board driver re-derives, stay as they
+    are). The stream integers are mapped back to model inputs (``int * scale`` in the model's
+    shape) and must quantize back to themselves through the host, else none are made."""
     import json  # noqa: PLC0415
 
-    from qphy.reference import GOLDEN_IN  # noqa: PLC0415
-
-    exported = len(np.load(Path(export_dir) / GOLDEN_IN, mmap_mode="r"))
-    golden, count, note = with_corner_vectors(golden, hw_dir, host_spec, exported)
-    Path(sim_dir).mkdir(parents=True, exist_ok=True)
-    (Path(sim_dir) / CORNERS_FILE).write_text(json.dumps({"count": count, "note": note}))
-    return golden
-
-
-def with_corner_vectors(golden, hw_dir: Path, host_spec, keep_first: int = 0, seed: int = 0):
-    """``golden`` (a :class:`qphy.reference.GoldenSet`) with its last vectors (never the first
-    ``keep_first``) replaced by the corner vectors as model inputs, their golden outputs from
-    the QONNX reference; (golden, count, note).
-
-    The stream integers are mapped back to model inputs (``int * scale`` in the model's shape)
-    and must quantize back to themselves through the host, else none are added."""
     from qphy import host  # noqa: PLC0415
     from qphy.reference import GoldenSet, execute_batch, load_reference  # noqa: PLC0415
 
+    def record(count: int, note: str) -> None:
+        Path(sim_dir).mkdir(parents=True, exist_ok=True)
+        (Path(sim_dir) / CORNERS_FILE).write_text(json.dumps({"count": count, "note": note}))
+
     layers, in_range, unsupported = load_layers(hw_dir)
     if unsupported or not layers:
-        return golden, 0, "unsupported layers: " + ", ".join(unsupported or ["no MVAU"])
-    wanted = 2 * sum(layer.params.shape[1] for layer in layers if layer.kind == "mvau")
-    if len(golden.inputs) <= keep_first:  # no room: skip the search
-        note = f"0 of {wanted} corner vectors: ask for more than the {keep_first} exported ones"
-        return golden, 0, note
+        record(0, "unsupported layers: " + ", ".join(unsupported or ["no MVAU"]))
+        return None
     ints = corner_vectors(layers, in_range, seed)
-    flat = np.zeros_like(ints)
-    perm = host_spec.input_perm
-    if perm is None:
-        flat = ints
-    else:
-        flat[:, np.asarray(perm)] = ints
+    flat = ints.copy()
+    if host_spec.input_perm is not None:
+        flat[:, np.asarray(host_spec.input_perm)] = ints
     shape = tuple(host_spec.input_shape)
     scale = np.asarray(host_spec.input_quant.scale, dtype=np.float64)
     floats = (flat.reshape((len(ints), *shape)) * scale).astype(np.float32)
     if not np.array_equal(host.stream_inputs(floats, host_spec), ints):
-        return golden, 0, "corner vectors do not survive the host's input quantizer"
-    # They replace the run's last vectors: the count stays the user's.
-    k = min(len(ints), max(0, len(golden.inputs) - keep_first))
-    note = (
-        ""
-        if k == len(ints)
-        else f"{k} of {len(ints)} corner vectors: they only replace vectors beyond the "
-        f"{keep_first} exported golden ones (ask for {keep_first + len(ints)} or more vectors)"
-    )
-    floats = floats[:k]
-    outs = execute_batch(load_reference(golden.model_path), floats) if k else floats
-    keep = len(golden.inputs) - k
-    return (
-        GoldenSet(
-            golden.model_path,
-            np.concatenate([golden.inputs[:keep], floats.reshape((k, *golden.inputs.shape[1:]))]),
-            np.concatenate([golden.outputs[:keep], outs.reshape(k, *golden.outputs.shape[1:])]),
-            golden.variant,
-        ),
-        k,
-        note,
+        record(0, "corner vectors do not survive the host's input quantizer")
+        return None
+    outs = execute_batch(load_reference(golden.model_path), floats)
+    record(len(ints), "")
+    return GoldenSet(
+        golden.model_path,
+        floats.reshape((len(ints), *golden.inputs.shape[1:])),
+        outs.reshape(len(ints), *golden.outputs.shape[1:]),
+        golden.variant,
     )

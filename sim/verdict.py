@@ -33,6 +33,7 @@ from qphy.errors import (
 )
 from qphy.fsutil import atomic_write_json, atomic_write_text
 from sim.config import Bench, SimConfig
+from sim.coverage import CORNER_DIR
 from sim.fifos import fifo_model, stalled_streams
 from sim.rtl_sources import prepare_sources
 from sim.verilator import build, run_test
@@ -207,6 +208,26 @@ def _coverage(hw_dir: Path, sim_dir: Path, inputs: np.ndarray, expected: np.ndar
     return block
 
 
+def _judge_corners(report, block, expected, actual, n_user, run_dir):
+    """Bit-exactness of the corner vectors (after the user's ``n_user``): into the coverage
+    block, and into the verdict (with the run's vector index) when the user's vectors passed."""
+    count, vector, index = first_mismatch(expected[n_user:], actual[n_user:])
+    block = {**block, "corner_bit_exact": count == 0, "corner_mismatches": count}
+    if count and report.bit_exact:
+        details = json.loads((Path(run_dir) / "details.json").read_text())
+        v = n_user + vector
+        details["first_mismatch"] = {
+            "vector": v,
+            "index": index,
+            "expected": int(expected[v, index]),
+            "actual": int(actual[v, index]) if v < len(actual) else None,
+            "corner_vector": vector,
+        }
+        atomic_write_json(Path(run_dir) / "details.json", details)
+        report = dataclasses.replace(report, bit_exact=False, mismatches=count)
+    return report, block
+
+
 def first_mismatch(expected: np.ndarray, actual: np.ndarray) -> tuple[int, int, int]:
     """(number of mismatching vectors, first vector, first index); missing vectors count too."""
     n = len(expected)
@@ -238,6 +259,12 @@ def simulate(
     expected = np.load(sim_dir / VECTORS_EXPECTED)
     if n_vectors is not None:
         inputs, expected = inputs[:n_vectors], expected[:n_vectors]
+    # The corner vectors (sim/coverage.py) run after the user's vectors and are judged apart.
+    n_user = len(inputs)
+    corners = sim_dir / CORNER_DIR
+    if (corners / VECTORS_IN).is_file():
+        inputs = np.concatenate([inputs, np.load(corners / VECTORS_IN)])
+        expected = np.concatenate([expected, np.load(corners / VECTORS_EXPECTED)])
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
@@ -250,11 +277,20 @@ def simulate(
         res, actual = run_cocotb(manifest, obj_dir, run_dir, inputs, expected, sim_cfg, mem_dir)
     sim_s = time.perf_counter() - t0
     res["bench"] = str(sim_cfg.bench)
-    report = _report(manifest, hw_report, expected, actual, res, sim_cfg, variant, run_dir, sim_s)
+    if len(inputs) > n_user:  # actual.npy holds the user's vectors, as without corners
+        np.save(run_dir / "actual.npy", actual[:n_user])
+        np.save(run_dir / "corner_actual.npy", actual[n_user:])
+    report = _report(
+        manifest, hw_report, expected[:n_user], actual[:n_user], res, sim_cfg, variant, run_dir,
+        sim_s,
+    )  # fmt: skip
+    block = _coverage(hw_dir, sim_dir, inputs, expected)
+    if len(inputs) > n_user and "corner_vectors" in block:
+        report, block = _judge_corners(report, block, expected, actual, n_user, run_dir)
     report = dataclasses.replace(
         report,
         fifo_model=fifo_model(sim_dir / "src"),
-        coverage=_coverage(hw_dir, sim_dir, inputs, expected),
+        coverage=block,
     )
     report.write(run_dir / Report.FILE)
     judge(report, run_dir)

@@ -128,3 +128,18 @@ def test_interrupted_build_leaves_no_temporary_or_child(verilator, tmp_path):
     assert proc.returncode != 0
     assert not list((tmp_path / "cache").glob(".*.tmp-*"))
     assert _procs_under(tmp_path / "cache") == []
+
+
+def test_cache_command_reports_and_prunes(monkeypatch, tmp_path, capsys):
+    from qphy.cli import main
+
+    monkeypatch.setenv("QPHY_CACHE_DIR", str(tmp_path))
+    _entry(tmp_path / "harness", "4" * 16, 2000, time.time())
+    assert main(["cache", "info"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["entries"] == 1 and info["size_bytes"] >= 2000
+    assert info["path"] == str(tmp_path / "harness")
+    assert main(["cache", "prune", "--max-mb", "0"]) == 0
+    assert "removed 1 entry" in capsys.readouterr().out
+    assert cache.info(tmp_path / "harness")["entries"] == 0
+    assert main(["cache", "prune", "--max-mb", "-1"]) == 2

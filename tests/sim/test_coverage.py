@@ -1,6 +1,6 @@
 """Corner vectors and the coverage block (sim/coverage.py): the first MVAU's accumulators reach
-the bound of their weights exactly, every figure comes from the simulated vectors, and an
-accumulator outside its width is a named error."""
+the bound of their weights exactly, the corner vectors are simulated and judged, every figure
+comes from the simulated vectors, and an accumulator outside its width is a named error."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def test_report_carries_coverage_with_corner_vectors(small_rtl):
     layers, _ = _layers(out)
     n_corners = 2 * sum(layer.params.shape[1] for layer in layers if layer.kind == "mvau")
     assert block["corner_vectors"] == n_corners and block["model_agrees"] is True
+    assert block["corner_bit_exact"] is True and block["corner_mismatches"] == 0
     first = block["accumulators"][layers[0].name]
     assert first["reached"] == first["bound"]  # exact corners for the first layer
     assert first["channels_max_at_bound"] == first["channels_min_at_bound"] == 1.0
@@ -35,7 +36,7 @@ def test_report_carries_coverage_with_corner_vectors(small_rtl):
         lo, hi = acc["acc_range"]
         assert not acc["overflow"] and lo <= acc["reached"][0] <= acc["reached"][1] <= hi
     assert all(0.0 < t["fraction"] <= 1.0 for t in block["thresholds"].values())
-    assert report.bit_exact and report.vectors_checked == 1000  # corners replace, not add
+    assert report.bit_exact and report.vectors_checked == 1000  # the user's; corners apart
 
 
 @pytest.mark.rtl
@@ -43,9 +44,9 @@ def test_corner_vectors_steer_deeper_layers_further_than_random(small_rtl):
     out, _ = small_rtl
     layers, in_range = _layers(out)
     x = np.load(out / "sim" / VECTORS_IN)
-    n_c = json.loads((out / "report.json").read_text())["coverage"]["corner_vectors"]
-    random_only = cov.coverage(layers, in_range, x[:-n_c], 0)["accumulators"]
-    with_corners = cov.coverage(layers, in_range, x, n_c)["accumulators"]
+    corners = np.load(out / "sim" / cov.CORNER_DIR / VECTORS_IN)
+    random_only = cov.coverage(layers, in_range, x, 0)["accumulators"]
+    with_corners = cov.coverage(layers, in_range, np.concatenate([x, corners]), 1)["accumulators"]
     second = [layer.name for layer in layers if layer.kind == "mvau"][1]
     assert with_corners[second]["reached"][1] > random_only[second]["reached"][1]
     assert with_corners[second]["reached"][0] < random_only[second]["reached"][0]
