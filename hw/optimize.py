@@ -17,7 +17,10 @@ the MVAU's PE so no width converter sits between them):
   first output, so this sum is close to what the RTL measures;
 * resources: FINN's per-node estimates (DSP: ``ceil(PE/4) * SIMD`` on DSP48E2; LUT: FINN reads
   0 for the RTL MVU's logic, so LUT is the thresholds' and memories' only until Yosys counts
-  it; BRAM_18K, URAM).
+  it; BRAM_18K, URAM). A weight memory at most :data:`DISTRIBUTED_MAX_DEPTH` deep goes to
+  LUT-RAM (``ram_style = distributed``, as Vivado's "auto" would put it), at one LUT per
+  64 x 1 bit: FINN would count a wide, shallow memory as many BRAMs (4000 bits x 40 words:
+  111 BRAM_18K).
 
 Search: per layer, the (PE, SIMD) candidates that no other candidate beats on both cycles and
 DSPs; then a dynamic programme over layers with the DSP count as the budget axis gives, for
@@ -51,6 +54,9 @@ STREAM_STAGE_CYCLES = 2
 #: Registers around the MVU core: weight stream readout, input and output AXI stages.
 MVU_EXTRA_DEPTH = 4
 RESOURCE_KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
+#: Deepest weight memory put in LUT-RAM (a RAM64X1S holds 64 words of one bit); deeper ones
+#: keep FINN's "auto" (BRAM in its estimate).
+DISTRIBUTED_MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class Candidate:
 
     pe: int
     simd: int
+    ram_style: str  # the weight memory's: "auto" (FINN counts BRAM) or "distributed" (LUTs)
     cycles: int  # the slower of the MVAU and its Thresholding, per frame
     latency: int  # cycles + pipeline depths
     res: dict[str, float]
@@ -115,21 +122,31 @@ class _Layer:
     candidates: list[Candidate]
 
 
-def _pareto(cands: list[Candidate]) -> list[Candidate]:
-    """Candidates no other beats on both cycles and DSPs (ties: fewer LUT, then PE)."""
-    cands = sorted(cands, key=lambda c: (c.res["DSP"], c.latency, c.res["LUT"], c.pe))
+def _pareto(cands: list[Candidate], metric) -> list[Candidate]:
+    """Candidates whose ``metric`` beats that of every candidate with fewer DSPs (ties on
+    DSPs: the better metric, then fewer LUTs, then fewer PE)."""
+    cands = sorted(cands, key=lambda c: (c.res["DSP"], metric(c), c.res["LUT"], c.pe))
     kept: list[Candidate] = []
-    best = math.inf
+    best = None
     for c in cands:
-        if c.latency < best:
+        if best is None or metric(c) < best:
             kept.append(c)
-            best = c.latency
+            best = metric(c)
     return kept
 
 
-def layer_candidates(model: ModelWrapper, node, thresh, part: str) -> list[Candidate]:
+def candidate_metric(mode: Optimize, target_cycles: int):
+    """What a layer's candidate is judged by, besides its DSPs, for ``mode``."""
+    if mode is Optimize.LATENCY:
+        return lambda c: (c.latency, c.res["LUT"])
+    if mode is Optimize.THROUGHPUT:
+        return lambda c: (c.cycles, c.latency, c.res["LUT"])
+    return lambda c: (c.cycles > target_cycles, c.res["LUT"], c.latency)
+
+
+def layer_candidates(model: ModelWrapper, node, thresh, part: str, metric) -> list[Candidate]:
     """Every (PE, SIMD) of an MVAU (SIMD restricted to what its window generator can emit),
-    with its Thresholding at the same PE; Pareto-pruned on (DSP, latency)."""
+    with its Thresholding at the same PE; Pareto-pruned on DSPs and ``metric``."""
     from hw.folding import _window_producer  # noqa: PLC0415
 
     inst = getCustomOp(node)
@@ -137,16 +154,22 @@ def layer_candidates(model: ModelWrapper, node, thresh, part: str) -> list[Candi
     swg = _window_producer(model, node)
     simds = swg_simd_choices(getCustomOp(swg)) if swg is not None else _divisors(mw)
     t_inst = getCustomOp(thresh) if thresh is not None else None
-    saved = (inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD"))
+    saved = (inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD"), inst.get_nodeattr("ram_style"))
     cands = []
     for pe in _divisors(mh):
         if t_inst is not None and t_inst.get_nodeattr("NumChannels") % pe:
             continue
         for simd in simds:
+            depth = (mw * mh) // (pe * simd)
+            style = "distributed" if depth <= DISTRIBUTED_MAX_DEPTH else "auto"
             inst.set_nodeattr("PE", pe)
             inst.set_nodeattr("SIMD", simd)
+            inst.set_nodeattr("ram_style", style)
             cycles = (mw // simd) * (mh // pe) * nv
             res = _estimate(inst, part)
+            if style == "distributed":  # FINN counts no LUT for it: one LUT per 64 x 1 bit
+                w_bits = inst.get_input_datatype(1).bitwidth()
+                res["LUT"] += math.ceil(depth / 64) * pe * simd * w_bits
             latency = cycles + mvu_depth(simd)
             if swg is not None:
                 win = fold_window_producers(model, node, simd)
@@ -159,13 +182,14 @@ def layer_candidates(model: ModelWrapper, node, thresh, part: str) -> list[Candi
                 latency += thresholding_depth(t_inst.get_nodeattr("numSteps")) + 1
                 for k, v in _estimate(t_inst, part).items():
                     res[k] += v
-            cands.append(Candidate(pe, simd, int(cycles), int(latency), res))
+            cands.append(Candidate(pe, simd, style, int(cycles), int(latency), res))
     inst.set_nodeattr("PE", saved[0])
     inst.set_nodeattr("SIMD", saved[1])
-    return _pareto(cands)
+    inst.set_nodeattr("ram_style", saved[2])
+    return _pareto(cands, metric)
 
 
-def _layers(model: ModelWrapper, part: str) -> list[_Layer]:
+def _layers(model: ModelWrapper, part: str, metric) -> list[_Layer]:
     layers = []
     for node in model.graph.node:
         if node.op_type.startswith("MVAU"):
@@ -175,7 +199,7 @@ def _layers(model: ModelWrapper, part: str) -> list[_Layer]:
                 if consumer is not None and consumer.op_type.startswith("Thresholding")
                 else None
             )
-            layers.append(_Layer(node, thresh, layer_candidates(model, node, thresh, part)))
+            layers.append(_Layer(node, thresh, layer_candidates(model, node, thresh, part, metric)))
         elif node.op_type.startswith("Thresholding"):
             producer = model.find_producer(node.input[0])
             if producer is None or not producer.op_type.startswith("MVAU"):
@@ -196,15 +220,19 @@ def _fits(res: dict[str, float], budget: dict[str, float]) -> bool:
 
 def _dp(layers: list[_Layer], dsp_cap: int, objective) -> dict[int, tuple]:
     """For every reachable DSP total <= dsp_cap: the best (objective, choices) over layers."""
-    states: dict[int, tuple] = {0: ((0, 0), [])}  # dsp -> ((ii, latency), choices)
+    states: dict[int, tuple] = {0: ((0, 0, 0.0), [])}  # dsp -> ((ii, latency, lut), choices)
     for layer in layers:
         nxt: dict[int, tuple] = {}
-        for dsp, ((ii, lat), chosen) in states.items():
+        for dsp, ((ii, lat, lut), chosen) in states.items():
             for c in layer.candidates:
                 d = dsp + int(c.res["DSP"])
                 if d > dsp_cap:
                     continue
-                val = (max(ii, c.cycles), lat + c.latency + STREAM_STAGE_CYCLES)
+                val = (
+                    max(ii, c.cycles),
+                    lat + c.latency + STREAM_STAGE_CYCLES,
+                    lut + c.res["LUT"],
+                )
                 if d not in nxt or objective(val) < objective(nxt[d][0]):
                     nxt[d] = (val, [*chosen, c])
         states = nxt
@@ -226,13 +254,14 @@ def search(
     """
     dev = require_device(fpga_part)
     budget = {k: dev.capacity[k] * margin for k in RESOURCE_KEYS}
-    layers = _layers(model, fpga_part)
+    layers = _layers(model, fpga_part, candidate_metric(mode, target_cycles))
+    # DP values are (initiation interval, latency, LUT)
     if mode is Optimize.LATENCY:
-        objective = lambda v: (v[1], v[0])  # noqa: E731
+        objective = lambda v: (v[1], v[0], v[2])  # noqa: E731
     elif mode is Optimize.THROUGHPUT:
-        objective = lambda v: (v[0], v[1])  # noqa: E731
+        objective = lambda v: (v[0], v[1], v[2])  # noqa: E731
     else:
-        objective = lambda v: (0 if v[0] <= target_cycles else 1, v[1])  # noqa: E731
+        objective = lambda v: (v[0] > target_cycles, v[2], v[1])  # noqa: E731
     states = _dp(layers, int(budget["DSP"]), objective)
     if not states:
         raise ConfigError(
@@ -253,17 +282,18 @@ def search(
                     "DSP": dsp,
                     "model_cycles_per_frame": val[0],
                     "model_latency_cycles": val[1],
+                    "LUT": val[2],
                     "fits": _fits(total(chosen), budget),
                 }
             )
     if mode is Optimize.RESOURCES:
-        order = sorted(states, key=lambda d: (objective(states[d][0])[0], d))
+        order = sorted(states, key=lambda d: (objective(states[d][0])[0], d, states[d][0][2]))
     else:
         order = sorted(states, key=lambda d: (objective(states[d][0]), d))
     pick = next((d for d in order if _fits(total(states[d][1]), budget)), None)
     if pick is None:
         raise ConfigError(f"--optimize: no folding fits {fpga_part} within {margin:.0%}")
-    (ii, lat), chosen = states[pick]
+    (ii, lat, _), chosen = states[pick]
     if mode is Optimize.RESOURCES and ii > target_cycles:
         log.warning(
             "--optimize resources: no fitting folding meets %d cycles/frame; fastest is %d",
@@ -275,8 +305,9 @@ def search(
         inst = getCustomOp(layer.mvau)
         inst.set_nodeattr("PE", c.pe)
         inst.set_nodeattr("SIMD", c.simd)
+        inst.set_nodeattr("ram_style", c.ram_style)
         fold_window_producers(model, layer.mvau, c.simd)
-        folding[layer.mvau.name] = {"PE": c.pe, "SIMD": c.simd}
+        folding[layer.mvau.name] = {"PE": c.pe, "SIMD": c.simd, "ram_style": c.ram_style}
         if layer.thresh is not None:
             getCustomOp(layer.thresh).set_nodeattr("PE", c.pe)
             folding[layer.thresh.name] = {"PE": c.pe}
