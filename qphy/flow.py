@@ -204,7 +204,7 @@ def build_and_verify(
             failure = exc  # the report is written; publish it, then raise
             report = Report.read(tmp / "sim" / "run" / Report.FILE)
         times["simulation_s"] = round(time.perf_counter() - t0, 2)
-        from hw.fit import estimated_fit  # noqa: PLC0415 - finn's tables only when building
+        from hw.fit import estimated_fit  # noqa: PLC0415
 
         fit = estimated_fit(report.estimated_resources, report.fpga_part)
         report = report.with_extras(**(extras or {}), **verified, estimated_fit=fit)

@@ -96,3 +96,18 @@ def test_physics_of_the_fullycon_on_the_zu7ev():
     p = physics(macs, ZU7, cycles_per_frame=20)  # 10 M vectors/s at 200 MHz
     assert p["macs_per_cycle_needed"] == 6500
     assert p["dsp_needed"] == 1625 and p["dsp_capacity"] == 1728
+
+
+def test_cli_flags_reach_the_hw_config():
+    from qphy.cli import _hw_sim_configs, build_parser
+    from qphy.targets import HwDefaults
+
+    args = build_parser().parse_args(
+        ["build", "onnx", "m.onnx", "--out", "o", "--optimize", "throughput", "--synth"]
+    )
+    hw, _ = _hw_sim_configs(args, HwDefaults())
+    assert hw.optimize is Optimize.THROUGHPUT and args.synth is True
+    plain = build_parser().parse_args(["build", "onnx", "m.onnx", "--out", "o"])
+    assert _hw_sim_configs(plain, HwDefaults())[0].optimize is None and plain.synth is False
+    with pytest.raises(ConfigError, match="invalid choice"):
+        build_parser().parse_args(["build", "onnx", "m.onnx", "--out", "o", "--optimize", "x"])
