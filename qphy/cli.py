@@ -176,7 +176,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         rep = flow.build_target(target, cfg, out, hw_cfg, sim_cfg, args.checkpoint_dir)
     _print_verdict(rep, out)
     if args.synth:  # after a passing verdict (a failing one raised above)
-        _yosys_synth(out, args.synth_timeout_s)
+        _yosys_synth(out, args.synth_timeout_s, fast=args.synth_fast)
     return 0
 
 
@@ -184,11 +184,13 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _yosys_synth(build_dir: Path, timeout_s: float | None, out: Path | None = None) -> None:
+def _yosys_synth(
+    build_dir: Path, timeout_s: float | None, out: Path | None = None, fast: bool = False
+) -> None:
     """Yosys synthesis of a build (bitstreams.yosys) and one line of what it counted."""
     from bitstreams.yosys import compare_with_estimate, synthesize
 
-    rep = synthesize(build_dir, out, timeout_s, progress=_progress)
+    rep = synthesize(build_dir, out, timeout_s, progress=_progress, fast=fast)
     res = rep["resources"]
     line = (
         f"yosys synth ({rep['fpga_part']}, {rep['family']}): LUT {res['LUT_total']:,} "
@@ -232,7 +234,7 @@ def cmd_bitstream(args: argparse.Namespace) -> int:
         except ToolNotFound:
             tool = "yosys"
     if tool == "yosys":
-        _yosys_synth(Path(args.build_dir), args.timeout_s, args.out)
+        _yosys_synth(Path(args.build_dir), args.timeout_s, args.out, args.fast)
         return 0
     if args.board is None or args.out is None:
         raise ConfigError(f"qphy {args.command} with Vivado needs --board and --out")
@@ -358,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--synth-timeout-s", type=float, default=None, help="stop Yosys after this long"
     )
+    sp.add_argument(
+        "--synth-fast", action="store_true", help="Yosys: plain ABC LUT mapping (not ABC9)"
+    )
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("experiment", help="compression experiments (resumable; JSON, table, plot)")
@@ -401,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
         if synth:
             sp.add_argument("--tool", default=None, choices=["yosys", "vivado"])
             sp.add_argument("--timeout-s", type=float, default=None, help="Yosys: stop after")
+            sp.add_argument(
+                "--fast", action="store_true", help="Yosys: plain ABC LUT mapping (not ABC9)"
+            )
         sp.set_defaults(func=cmd_bitstream)
     return p
 
