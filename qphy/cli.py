@@ -176,7 +176,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         rep = flow.build_target(target, cfg, out, hw_cfg, sim_cfg, args.checkpoint_dir)
     _print_verdict(rep, out)
     if args.synth:  # after a passing verdict (a failing one raised above)
-        _yosys_synth(out, args.synth_timeout_s, fast=args.synth_fast)
+        _yosys_synth(out, args.synth_timeout_s)
     return 0
 
 
@@ -185,12 +185,12 @@ def _progress(line: str) -> None:
 
 
 def _yosys_synth(
-    build_dir: Path, timeout_s: float | None, out: Path | None = None, fast: bool = False
+    build_dir: Path, timeout_s: float | None, out: Path | None = None, lut_mapper: str = "abc"
 ) -> None:
     """Yosys synthesis of a build (bitstreams.yosys) and one line of what it counted."""
     from bitstreams.yosys import compare_with_estimate, synthesize
 
-    rep = synthesize(build_dir, out, timeout_s, progress=_progress, fast=fast)
+    rep = synthesize(build_dir, out, timeout_s, progress=_progress, lut_mapper=lut_mapper)
     res = rep["resources"]
     line = (
         f"yosys synth ({rep['fpga_part']}, {rep['family']}): LUT {res['LUT_total']:,} "
@@ -234,7 +234,7 @@ def cmd_bitstream(args: argparse.Namespace) -> int:
         except ToolNotFound:
             tool = "yosys"
     if tool == "yosys":
-        _yosys_synth(Path(args.build_dir), args.timeout_s, args.out, args.fast)
+        _yosys_synth(Path(args.build_dir), args.timeout_s, args.out, args.lut_mapper)
         return 0
     if args.board is None or args.out is None:
         raise ConfigError(f"qphy {args.command} with Vivado needs --board and --out")
@@ -360,9 +360,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--synth-timeout-s", type=float, default=None, help="stop Yosys after this long"
     )
-    sp.add_argument(
-        "--synth-fast", action="store_true", help="Yosys: plain ABC LUT mapping (not ABC9)"
-    )
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("experiment", help="compression experiments (resumable; JSON, table, plot)")
@@ -407,7 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--tool", default=None, choices=["yosys", "vivado"])
             sp.add_argument("--timeout-s", type=float, default=None, help="Yosys: stop after")
             sp.add_argument(
-                "--fast", action="store_true", help="Yosys: plain ABC LUT mapping (not ABC9)"
+                "--lut-mapper",
+                default="abc",
+                choices=["abc", "abc9"],
+                help="Yosys: plain ABC (default) or synth_xilinx's ABC9 (slow on large designs)",
             )
         sp.set_defaults(func=cmd_bitstream)
     return p

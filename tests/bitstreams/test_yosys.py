@@ -64,6 +64,21 @@ def test_categories_and_per_layer_counts_from_stat_json():
     assert cmp["ratio_to_estimate"] == {"LUT": None, "BRAM_18K": 1.5, "URAM": None, "DSP": 1.5}
 
 
+def test_script_lut_mappers():
+    from qphy.errors import ConfigError
+
+    abc = yosys.yosys_script(["src/a.sv"], "xcup")
+    assert (
+        "synth_xilinx -family xcup -top qphy_dataflow_top -noiopad -noclkbuf -run :map_luts" in abc
+    )
+    assert "abc -luts 2:2,3,6:5,10,20" in abc and "abc9" not in abc
+    abc9 = yosys.yosys_script(["src/a.sv"], "xc7", lut_mapper="abc9")
+    assert "-run" not in abc9 and "synth_xilinx -family xc7" in abc9
+    assert "read_slang -j 1" in abc9 and abc9.endswith("tee -q -o stat.json stat -json\n")
+    with pytest.raises(ConfigError, match="unknown LUT mapper 'abc10'"):
+        yosys.yosys_script([], "xcup", lut_mapper="abc10")
+
+
 def test_missing_yosys_names_how_to_install(monkeypatch):
     import hw.toolchain
 
@@ -135,7 +150,8 @@ def test_small_design_synthesizes(small_synth_build, tmp_path):
         assert sum(v[key] for v in per_layer.values()) == res[key], key
     assert all(per_layer[n]["DSP"] > 0 for n in ("MVAU_rtl_0", "MVAU_rtl_1"))
     assert all(per_layer[n]["LUT"] > 0 for n in per_layer if n.startswith("Thresholding"))
-    assert rep["seconds"] > 0 and rep["peak_rss_mib"] > 0
+    assert rep["seconds"] > 0 and rep["peak_rss_mib"] > 0 and rep["lut_mapper"] == "abc"
+    assert all(ln.startswith("yosys: ") for ln in lines)
     merged = Report.read(build / "report.json")
     syn = merged.extras["synthesized_resources"]
     assert syn["resources"]["DSP"] == res["DSP"] and syn["finn_estimate"]["DSP"] == est["DSP"]
