@@ -95,6 +95,19 @@ def test_cli_synth_on_a_non_build_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "is not a hw build directory" in err[0]
 
 
+def test_cli_synth_falls_back_to_yosys_without_vivado(tmp_path, capsys, monkeypatch):
+    import hw.toolchain
+    from qphy.cli import main
+
+    def no_vivado():
+        raise ToolNotFound("vivado", "mount it")
+
+    monkeypatch.setattr(hw.toolchain, "require_vivado", no_vivado)
+    assert main(["synth", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a hw build directory" in err[0]  # Yosys's path, not Vivado's
+
+
 @pytest.fixture(scope="module")
 def small_synth_build(tmp_path_factory):
     """A ``qphy build``-shaped directory of a 30 -> 16 -> 20 w4a4 FullyCon: hw/ from the real
