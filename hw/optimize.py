@@ -42,7 +42,7 @@ from qonnx.custom_op.registry import getCustomOp
 
 from hw.config import Optimize
 from hw.devices import require_device
-from hw.folding import _divisors, _n_vectors, fold_window_producers, swg_simd_choices
+from hw.folding import divisors, fold_window_producers, n_vectors, swg_simd_choices, window_producer
 from qphy.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -147,16 +147,14 @@ def candidate_metric(mode: Optimize, target_cycles: int):
 def layer_candidates(model: ModelWrapper, node, thresh, part: str, metric) -> list[Candidate]:
     """Every (PE, SIMD) of an MVAU (SIMD restricted to what its window generator can emit),
     with its Thresholding at the same PE; Pareto-pruned on DSPs and ``metric``."""
-    from hw.folding import _window_producer  # noqa: PLC0415
-
     inst = getCustomOp(node)
-    mw, mh, nv = inst.get_nodeattr("MW"), inst.get_nodeattr("MH"), _n_vectors(inst)
-    swg = _window_producer(model, node)
-    simds = swg_simd_choices(getCustomOp(swg)) if swg is not None else _divisors(mw)
+    mw, mh, nv = inst.get_nodeattr("MW"), inst.get_nodeattr("MH"), n_vectors(inst)
+    swg = window_producer(model, node)
+    simds = swg_simd_choices(getCustomOp(swg)) if swg is not None else divisors(mw)
     t_inst = getCustomOp(thresh) if thresh is not None else None
     saved = (inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD"), inst.get_nodeattr("ram_style"))
     cands = []
-    for pe in _divisors(mh):
+    for pe in divisors(mh):
         if t_inst is not None and t_inst.get_nodeattr("NumChannels") % pe:
             continue
         for simd in simds:
@@ -176,7 +174,7 @@ def layer_candidates(model: ModelWrapper, node, thresh, part: str, metric) -> li
                 cycles = max(cycles, win)
             if t_inst is not None:
                 t_inst.set_nodeattr("PE", pe)
-                t_cycles = (t_inst.get_nodeattr("NumChannels") // pe) * _n_vectors(t_inst)
+                t_cycles = (t_inst.get_nodeattr("NumChannels") // pe) * n_vectors(t_inst)
                 cycles = max(cycles, t_cycles)
                 # one beat per cycle behind the MVU: its depth and the last beat
                 latency += thresholding_depth(t_inst.get_nodeattr("numSteps")) + 1
@@ -314,7 +312,7 @@ def search(
     macs = sum(
         getCustomOp(layer.mvau).get_nodeattr("MW")
         * getCustomOp(layer.mvau).get_nodeattr("MH")
-        * _n_vectors(getCustomOp(layer.mvau))
+        * n_vectors(getCustomOp(layer.mvau))
         for layer in layers
     )
     result = SearchResult(
