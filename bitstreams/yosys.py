@@ -213,19 +213,28 @@ def yosys_version() -> str:
 _STEP = re.compile(r"^(\d+(?:\.\d+)*)\. Executing (.*?)\.?$")
 
 
-def _last_step(log_path: Path) -> str:
-    """The last ``N. Executing PASS`` line of the log (what Yosys is doing now)."""
-    try:
-        with log_path.open("rb") as f:
-            f.seek(max(0, log_path.stat().st_size - 65536))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return "starting"
-    for line in reversed(lines):
-        m = _STEP.match(line)
-        if m:
-            return f"{m.group(1)} {m.group(2)}"
-    return "starting"
+class _StepTracker:
+    """The last ``N. Executing PASS`` line of a growing log (what Yosys is doing now), read
+    incrementally: a pass can print far more than any fixed tail holds."""
+
+    def __init__(self, log_path: Path):
+        self.log_path, self.offset, self.step = log_path, 0, "starting"
+
+    def __call__(self) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return self.step
+        cut = chunk.rfind(b"\n") + 1  # whole lines only; the rest is read next time
+        self.offset += cut
+        for line in reversed(chunk[:cut].decode(errors="replace").splitlines()):
+            m = _STEP.match(line)
+            if m:
+                self.step = f"{m.group(1)} {m.group(2)}"
+                break
+        return self.step
 
 
 def run_yosys(
@@ -251,6 +260,7 @@ def run_yosys(
         )
     status = rusage = None
     next_report = t0 + progress_every_s
+    step = _StepTracker(log_path)
     while status is None:
         pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -262,11 +272,11 @@ def run_yosys(
             _, _, rusage = os.wait4(proc.pid, 0)
             proc.returncode = -9
             raise SynthesisError(
-                f"Yosys did not finish within {timeout_s:.0f} s (at {_last_step(log_path)}; "
+                f"Yosys did not finish within {timeout_s:.0f} s (at {step()}; "
                 f"peak {rusage.ru_maxrss / 1024:.0f} MiB)"
             )
         if progress and now >= next_report:
-            progress(f"yosys: {now - t0:.0f} s, {_last_step(log_path)}")
+            progress(f"yosys: {now - t0:.0f} s, {step()}")
             next_report = now + progress_every_s
         time.sleep(0.5)
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -79,6 +79,18 @@ def test_script_lut_mappers():
         yosys.yosys_script([], "xcup", lut_mapper="abc10")
 
 
+def test_progress_names_the_current_pass(tmp_path):
+    log = tmp_path / "yosys.log"
+    log.write_text("")
+    step = yosys._StepTracker(log)
+    assert step() == "starting"
+    log.write_text("4.47.14.5. Executing ABC9.\n" + "Checking module x...\n" * 20000)
+    assert step() == "4.47.14.5 ABC9"
+    with log.open("a") as f:
+        f.write("5. Executing OPT_EXPR pass (perform const folding).\n6. Executing AB")
+    assert step() == "5 OPT_EXPR pass (perform const folding)"  # the partial line waits
+
+
 def test_missing_yosys_names_how_to_install(monkeypatch):
     import hw.toolchain
 
