@@ -5,7 +5,8 @@ A :class:`Board` is fixed (part, Vivado board-part pattern, processing system); 
 the AXI DMA configuration derived from the accelerator's stream widths.
 
 Parts are those FINN itself maps to these boards (``finn.util.basic.pynq_part_map`` in
-finn-plus 1.6.1: ZCU102, ZCU104, ZCU111, RFSoC4x2).
+finn-plus 1.6.1: ZCU102, ZCU104, ZCU111, RFSoC4x2); their capacities come from the one device
+table, :mod:`hw.devices` (every board's part has a row: tests/hw/test_devices.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+from hw.devices import require_device
 from qphy.contracts import Manifest, StreamSpec
 from qphy.errors import ConfigError
 
@@ -46,6 +48,11 @@ class Board:
     ps_ip: str = "zynq_ultra_ps_e"
     hp_port: str = "S_AXI_HP0_FPD"
     max_dma_mm_bits: int = 128
+
+    @property
+    def capacity(self) -> dict[str, int]:
+        """The part's LUT/FF/BRAM_18K/URAM/DSP from the one device table (:mod:`hw.devices`)."""
+        return dict(require_device(self.part).capacity)
 
 
 BOARDS: dict[str, Board] = {

@@ -45,6 +45,17 @@ class FoldingPreference(enum.StrEnum):
     LATENCY = "latency"
 
 
+class Optimize(enum.StrEnum):
+    """What ``--optimize`` minimises, within the part's capacity times a margin (hw.optimize)."""
+
+    #: End-to-end latency (the layers' cycles plus their pipeline depths).
+    LATENCY = "latency"
+    #: The initiation interval (cycles per frame of the slowest layer), then latency.
+    THROUGHPUT = "throughput"
+    #: DSPs, among foldings whose slowest layer meets ``target_cycles``.
+    RESOURCES = "resources"
+
+
 @dataclass(frozen=True)
 class HwBuildConfig:
     """Configuration of the hw stage.
@@ -59,6 +70,8 @@ class HwBuildConfig:
             until the analytic latency (sum of the layers' cycles) is at most this many.
         folding_preference: Tie-break among foldings that meet the target.
         fifo_sizing: How the inter-layer FIFO depths are chosen.
+        optimize: Search the folding (hw.optimize) for this goal instead of folding to
+            ``target_cycles`` layer by layer; None: the target-driven folding.
         preset: Which list of steps to run.
         start_step: Resume from this step (its predecessor's intermediate model is loaded).
         stop_step: Stop after this step.
@@ -71,6 +84,7 @@ class HwBuildConfig:
     target_latency_cycles: int | None = None
     folding_preference: FoldingPreference = FoldingPreference.RESOURCES
     fifo_sizing: FifoSizing = FifoSizing.FRAME
+    optimize: Optimize | None = None
     preset: Preset = Preset.RTL
     start_step: str | None = None
     stop_step: str | None = None
@@ -103,6 +117,8 @@ def load_hw_config(values: Mapping[str, Any]) -> HwBuildConfig:
                 value = FifoSizing(value)
             elif key == "folding_preference":
                 value = FoldingPreference(value)
+            elif key == "optimize" and value is not None:
+                value = Optimize(value)
             elif key == "preset":
                 value = Preset(value)
             elif key == "build_dir" and value is not None:

@@ -16,6 +16,7 @@ Writes under ``cfg.build_dir``:
 from __future__ import annotations
 
 import filecmp
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -24,6 +25,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from hw.config import HwBuildConfig
+from hw.devices import capacity, utilisation
 from hw.folding import cycles_per_layer
 from hw.graph_export import graph_entries
 from qphy.contracts import HostSpec, Manifest, NodeSpec, StreamSpec
@@ -34,29 +36,18 @@ log = logging.getLogger(__name__)
 
 RESOURCE_KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
 
-#: Device capacities (AMD product tables) for the fit check in hw_report.json, by device name.
-DEVICE_RESOURCES = {
-    "xczu3eg": {"LUT": 70560, "BRAM_18K": 432, "URAM": 0, "DSP": 360},
-    "xczu7ev": {"LUT": 230400, "BRAM_18K": 624, "URAM": 96, "DSP": 1728},
-    "xczu9eg": {"LUT": 274080, "BRAM_18K": 1824, "URAM": 0, "DSP": 2520},
-    "xczu28dr": {"LUT": 425280, "BRAM_18K": 2160, "URAM": 80, "DSP": 4272},
-    "xck26": {"LUT": 117120, "BRAM_18K": 288, "URAM": 64, "DSP": 1248},
-    "xc7z020": {"LUT": 53200, "BRAM_18K": 280, "URAM": 0, "DSP": 220},
-}
-
 
 def device_fit(fpga_part: str, total: dict) -> dict:
-    """Capacity and utilisation of the part (None where the part is not in the table)."""
-    device = DEVICE_RESOURCES.get(fpga_part.split("-")[0].lower())
+    """Capacity and utilisation of the part from the device table (:mod:`hw.devices`); None
+    where the part has no row."""
+    device = capacity(fpga_part)
     if device is None:
         return {"device_resources": None, "utilization": None, "fits_device": None}
-    util = {
-        k: (total[k] / device[k] if device[k] else (0.0 if total[k] == 0 else float("inf")))
-        for k in RESOURCE_KEYS
-    }
+    device = {k: device[k] for k in RESOURCE_KEYS}
+    util = utilisation({k: total[k] for k in RESOURCE_KEYS}, device)
     return {
         "device_resources": device,
-        "utilization": {k: round(v, 4) for k, v in util.items()},
+        "utilization": util,
         "fits_device": all(v <= 1.0 for v in util.values()),
     }
 
@@ -225,6 +216,8 @@ def hw_report(model: ModelWrapper, cfg: HwBuildConfig) -> dict:
             for n in model.graph.node
             if n.op_type.startswith("StreamingFIFO")
         },
+        # the --optimize search's choice and frontier (hw.optimize), when it ran
+        "folding_search": json.loads(model.get_metadata_prop("qphy_folding_search") or "null"),
     }
 
 

@@ -248,3 +248,7 @@ def fold_for_latency(
     total = sum(cycles_per_layer(model).values())
     log.info("folding target %d cycles/layer -> analytic layer sum %d cycles", target, total)
     return model, target
+
+
+#: Public names of the helpers the folding search (hw/optimize.py) shares with this module.
+divisors, n_vectors, window_producer = _divisors, _n_vectors, _window_producer

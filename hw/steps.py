@@ -350,6 +350,11 @@ def step_apply_folding(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
         cfg.folding_preference is FoldingPreference.LATENCY,
     )
     model.set_metadata_prop("qphy_folding_target_cycles", str(used))
+    if cfg.optimize is not None:  # the search overrides the target-driven folding
+        from hw.optimize import search
+
+        model, result = search(model, cfg.fpga_part, cfg.optimize, cfg.target_cycles)
+        model.set_metadata_prop("qphy_folding_search", json.dumps(result.to_json()))
     return fold_graph_layers(model, used)
 
 

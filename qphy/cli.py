@@ -118,7 +118,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _hw_sim_configs(args: argparse.Namespace, dflt: HwDefaults):
     """HwBuildConfig and SimConfig: the options given, else the target's defaults."""
-    from hw.config import FifoSizing, FoldingPreference, HwBuildConfig
+    from hw.config import FifoSizing, FoldingPreference, HwBuildConfig, Optimize
     from sim.config import Bench, SimConfig
 
     def pick(name: str):
@@ -132,6 +132,7 @@ def _hw_sim_configs(args: argparse.Namespace, dflt: HwDefaults):
         target_latency_cycles=args.target_latency_cycles,
         folding_preference=FoldingPreference(pick("folding_preference")),
         fifo_sizing=FifoSizing(pick("fifo_sizing")),
+        optimize=Optimize(args.optimize) if args.optimize else None,
     )
     n = args.vectors if args.vectors is not None else dflt.vectors
     sim = SimConfig(
@@ -218,13 +219,69 @@ def cmd_build(args: argparse.Namespace) -> int:
         hw_cfg, sim_cfg = _hw_sim_configs(args, target.hw_defaults(cfg))
         rep = flow.build_target(target, cfg, out, hw_cfg, sim_cfg, args.checkpoint_dir)
     _print_verdict(rep, out, target)
+    if args.synth:  # after a passing verdict (a failing one raised above)
+        _yosys_synth(out, args.synth_timeout_s)
     return 0
 
 
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _yosys_synth(
+    build_dir: Path, timeout_s: float | None, out: Path | None = None, lut_mapper: str = "abc"
+) -> None:
+    """Yosys synthesis of a build (bitstreams.yosys) and one line of what it counted."""
+    from bitstreams.yosys import compare_with_estimate, synthesize
+
+    rep = synthesize(build_dir, out, timeout_s, progress=_progress, lut_mapper=lut_mapper)
+    res = rep["resources"]
+    line = (
+        f"yosys synth ({rep['fpga_part']}, {rep['family']}): LUT {res['LUT_total']:,} "
+        f"(logic {res['LUT']:,}, LUTRAM {res['LUTRAM']:,}, SRL {res['SRL']:,}), "
+        f"FF {res['FF']:,}, CARRY {res['CARRY']:,}, DSP {res['DSP']:,}, BRAM18 {res['BRAM18']}, "
+        f"BRAM36 {res['BRAM36']}, URAM {res['URAM']}; {rep['seconds']:.0f} s, peak "
+        f"{rep['peak_rss_mib']:.0f} MiB"
+    )
+    report_json = Path(build_dir) / Report.FILE
+    if report_json.is_file():
+        merged = compare_with_estimate(rep, Report.read(report_json).estimated_resources)
+        ratio = ", ".join(
+            f"{k} x{v:g}" for k, v in merged["ratio_to_estimate"].items() if v is not None
+        )
+        line += f"; synthesized / FINN estimate: {ratio}"
+    print(line)
+    from hw.fit import fit
+
+    used = {"LUT": res["LUT_total"], "FF": res["FF"], "BRAM_18K": res["BRAM_18K"]}
+    check = fit({**used, "URAM": res["URAM"], "DSP": res["DSP"]}, rep["fpga_part"], "yosys")
+    if check["fits"] is False:
+        print(
+            f"WARNING: the synthesized design does not fit {rep['fpga_part']}: "
+            + ", ".join(f"{k} {100 * check['utilisation'][k]:.0f} %" for k in check["over"]),
+            file=sys.stderr,
+        )
+
+
 def cmd_bitstream(args: argparse.Namespace) -> int:
-    """``qphy bitstream`` / ``qphy synth``: the Vivado flows on a finished build (needs Vivado)."""
+    """``qphy bitstream`` / ``qphy synth``: the Vivado flows on a finished build (needs Vivado);
+    ``qphy synth --tool yosys`` (the default without Vivado): open synthesis."""
     from bitstreams.build import build_bitstream
 
+    tool = getattr(args, "tool", None) or "vivado"
+    if args.command == "synth" and args.tool is None:
+        from hw.toolchain import require_vivado
+        from qphy.errors import ToolNotFound
+
+        try:
+            require_vivado()
+        except ToolNotFound:
+            tool = "yosys"
+    if tool == "yosys":
+        _yosys_synth(Path(args.build_dir), args.timeout_s, args.out, args.lut_mapper)
+        return 0
+    if args.board is None or args.out is None:
+        raise ConfigError(f"qphy {args.command} with Vivado needs --board and --out")
     mode = "ooc" if args.command == "synth" else "bitstream"
     check_out_dir(args.out, "vivado", (Path(args.build_dir),))
     res = build_bitstream(Path(args.build_dir), args.board, Path(args.out), mode, saif=args.saif)
@@ -270,7 +327,7 @@ def _target_options(sp: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hw.config import FifoSizing, FoldingPreference
+    from hw.config import FifoSizing, FoldingPreference, Optimize
 
     names = targets.target_names()
     p = _Parser(prog="qphy", description=__doc__.splitlines()[0])
@@ -357,6 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--compiler", default="g++", choices=["g++", "clang++", "auto"], help="harness C++ compiler"
     )
+    sp.add_argument(
+        "--optimize",
+        default=None,
+        choices=[o.value for o in Optimize],
+        help="search the folding for this goal within the part (hw/optimize.py)",
+    )
+    sp.add_argument("--synth", action="store_true", help="Yosys synthesis after a passing verdict")
+    sp.add_argument(
+        "--synth-timeout-s", type=float, default=None, help="stop Yosys after this long"
+    )
     sp.set_defaults(func=cmd_build)
 
     from sim.cache_cli import add_cache_parser
@@ -385,13 +452,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command, what in (
         ("bitstream", "Vivado: block design with DMA, bitstream, .hwh, post-route reports"),
-        ("synth", "Vivado: out-of-context synthesis of the accelerator (LUT/FF/DSP/BRAM, Fmax)"),
+        (
+            "synth",
+            "out-of-context synthesis of the accelerator: Vivado (LUT/FF/DSP/BRAM, Fmax) or "
+            "Yosys (counts; the default without Vivado)",
+        ),
     ):
         sp = sub.add_parser(command, help=what)
         sp.add_argument("build_dir", help="a finished `qphy build` directory (or its hw/)")
-        sp.add_argument("--board", required=True, choices=sorted(BOARDS))
-        sp.add_argument("--out", required=True, type=Path)
+        synth = command == "synth"
+        sp.add_argument(
+            "--board", required=not synth, default=None, choices=sorted(BOARDS), help="Vivado"
+        )
+        sp.add_argument(
+            "--out", required=not synth, type=Path, default=None, help="default for yosys: hw/synth"
+        )
         sp.add_argument("--saif", type=Path, default=None, help="switching activity for power")
+        if synth:
+            sp.add_argument("--tool", default=None, choices=["yosys", "vivado"])
+            sp.add_argument("--timeout-s", type=float, default=None, help="Yosys: stop after")
+            sp.add_argument(
+                "--lut-mapper",
+                default="abc",
+                choices=["abc", "abc9"],
+                help="Yosys: plain ABC (default) or synth_xilinx's ABC9 (slow on large designs)",
+            )
         sp.set_defaults(func=cmd_bitstream)
     return p
 

@@ -13,6 +13,7 @@ behind; a failed verdict (bit mismatch, latency over budget) publishes its repor
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -283,6 +284,9 @@ def build_and_verify(
         layers = layer_report(tmp / "hw")
         write_svg(layers, tmp / "accelerator.svg")
         report = report.with_extras(**(extras or {}), **verified, estimated_fit=fit, **layers)
+        search = json.loads((tmp / "hw" / "hw_report.json").read_text()).get("folding_search")
+        if search:  # --optimize: the chosen folding and the frontier beside the measurement
+            report = report.with_extras(folding_search=search)
         report.write(tmp / Report.FILE)
         atomic_write_json(tmp / "timings.json", times)
         staged.publish()

@@ -16,7 +16,8 @@ def test_capacities_come_from_finn_tables():
         "DSP": 360,
     }
     assert part_capacity("xczu7ev-ffvc1156-2-e")["LUT"] == 230000
-    assert part_capacity("xczu48dr-ffvg1517-2-e") is None
+    assert part_capacity("xczu48dr-ffvg1517-2-e")["DSP"] == 4272  # AMD DS891 (FINN has none)
+    assert part_capacity("xcvu9p-flga2104-2-i") is None
 
 
 def test_detnet_w4a8_estimate_does_not_fit_a_zu3eg():
@@ -34,7 +35,7 @@ def test_fullycon_w4a4_estimate_fits_and_unknown_part_says_why():
     assert estimated_fit(est, "xczu3eg-sbva484-1-e")["fits"] is True
     # URAM on a part without URAM: 0 used fits, any used does not.
     assert estimated_fit({**est, "URAM": 2}, "xczu3eg-sbva484-1-e")["over"] == ["URAM"]
-    unknown = estimated_fit(est, "xczu48dr-ffvg1517-2-e")
+    unknown = estimated_fit(est, "xcvu9p-flga2104-2-i")
     assert unknown["fits"] is None and "no resource table" in unknown["reason"]
 
 
