@@ -50,6 +50,10 @@ from qphy.targets import Target
 
 log = logging.getLogger(__name__)
 
+#: The keys every build adds to report.json after the common ones: FINN's estimate against the
+#: part, the per-layer table, the folding target's verdict and what the estimate leaves out.
+FLOW_EXTRAS = ("estimated_fit", "layers", "folding_target", "estimate_notes")
+
 
 def export_stage(target: Target, cfg, out_dir: Path, n_vectors: int, ckpt_dir=None) -> dict:
     """Verified QONNX export of a target's variant with ``n_vectors`` golden vectors."""

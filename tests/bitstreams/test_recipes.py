@@ -126,11 +126,20 @@ def test_generate_each_board(hw_dir, tmp_path, board_name):
 
 def test_generate_replaces_out_dir_whole(hw_dir, tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
     build.generate(hw_dir, "zcu104", out)
+    (out / "stale.txt").write_text("old")
+    build.generate(hw_dir, "zcu104", out)  # a previous qphy output: replaced as a whole
     assert not (out / "stale.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_generate_never_replaces_a_users_folder(hw_dir, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty and is not a qphy output"):
+        build.generate(hw_dir, "zcu104", out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 def test_generate_copies_saif(hw_dir, tmp_path):

@@ -6,6 +6,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 
 from qphy.errors import BitMismatchError
+from qphy.fsutil import MARKER
 from qphy.variants import Bits
 from quant.export import (
     GOLDEN_IN,
@@ -43,7 +44,7 @@ def test_export_is_integer_exact(bits, tmp_path):
     assert len(report["activation_quantizers_checked"]) == SMALL.n_hidden_layers + 2
     out = tmp_path / "exp"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [MODEL_FILE, GOLDEN_IN, GOLDEN_OUT, REPORT_FILE]
+        [MODEL_FILE, GOLDEN_IN, GOLDEN_OUT, REPORT_FILE, MARKER]
     )
     golden_out = np.load(out / GOLDEN_OUT)
     ints = golden_out / report["output_scale"]

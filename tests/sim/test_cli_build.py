@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from tests.hw.fixture_export import make_export
+from tests.hw.onnx_graphs import tiny_mlp_graph
 
 
 def _qphy(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -26,7 +27,8 @@ def test_malformed_onnx_is_one_line_error(tmp_path):
 
 
 def test_bad_fpga_part_is_config_error(tmp_path):
-    res = _qphy("build", "onnx", "x.onnx", "--fpga-part", "ep4ce22", "--out", str(tmp_path / "o"))
+    model = tiny_mlp_graph(tmp_path / "x.onnx")
+    res = _qphy("build", "onnx", str(model), "--fpga-part", "ep4ce22", "--out", str(tmp_path / "o"))
     assert res.returncode == 2
     assert "ConfigError: fpga_part 'ep4ce22'" in res.stderr
 

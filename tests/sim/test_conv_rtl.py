@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from qphy.contracts import REPORT_KEYS
+from qphy.flow import FLOW_EXTRAS
 from tests.sim.conftest import CI_VECTORS, CONV_TARGET_CYCLES
 
 pytestmark = [pytest.mark.rtl, pytest.mark.slow]
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.rtl, pytest.mark.slow]
 def test_conv_encoder_bit_exact_under_backpressure(conv_rtl):
     out, report = conv_rtl
     on_disk = json.loads((out / "report.json").read_text())
-    assert set(on_disk) == {*REPORT_KEYS, "estimated_fit"}  # + FINN estimate vs the part
+    assert set(on_disk) == {*REPORT_KEYS, *FLOW_EXTRAS}  # + FINN estimate vs the part
     assert on_disk["bit_exact"] is True and on_disk["mismatches"] == 0
     assert on_disk["vectors_checked"] >= CI_VECTORS
     assert on_disk["variant"] == "convsqucsinet_w4a4"

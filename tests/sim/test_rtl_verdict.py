@@ -10,6 +10,7 @@ import pytest
 
 from qphy.contracts import REPORT_KEYS
 from qphy.errors import BitMismatchError, LatencyBudgetError
+from qphy.flow import FLOW_EXTRAS
 from sim.config import Bench, SimConfig
 from sim.verdict import verify_built
 
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.rtl, pytest.mark.slow]
 def test_bit_exact_under_backpressure(small_rtl):
     out, report = small_rtl
     on_disk = json.loads((out / "report.json").read_text())
-    assert set(on_disk) == {*REPORT_KEYS, "estimated_fit"}  # + FINN estimate vs the part
+    assert set(on_disk) == {*REPORT_KEYS, *FLOW_EXTRAS}  # + FINN estimate vs the part
     assert on_disk["bit_exact"] is True
     assert on_disk["vectors_checked"] >= 1000
     assert on_disk["mismatches"] == 0

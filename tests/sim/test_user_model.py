@@ -9,7 +9,7 @@ import pytest
 
 from hw.config import HwBuildConfig
 from qphy.contracts import REPORT_KEYS
-from qphy.flow import build_onnx
+from qphy.flow import FLOW_EXTRAS, build_onnx
 from sim.config import SimConfig
 from tests.hw.fixture_export import make_export
 
@@ -26,7 +26,7 @@ def test_user_qonnx_file_bit_exact(verilator, tmp_path):
     )
     assert report["bit_exact"] and report["vectors_checked"] == 300
     on_disk = json.loads((out / "report.json").read_text())
-    assert set(on_disk) == {*REPORT_KEYS, "estimated_fit"} and on_disk["variant"] == "my_detector"
+    assert set(on_disk) == {*REPORT_KEYS, *FLOW_EXTRAS} and on_disk["variant"] == "my_detector"
     assert on_disk["estimated_fit"]["fits"] is True
     # Half of the generated inputs saturate the input quantizer.
     x = np.load(out / "sim" / "vectors_in.npy")
