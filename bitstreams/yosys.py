@@ -432,7 +432,7 @@ def synthesize(
     family = require_device(manifest.fpga_part).family
     require_yosys()
     out_dir = Path(out_dir) if out_dir is not None else hw_dir / "synth"
-    with StagedDir(out_dir) as staged:
+    with StagedDir(out_dir, "synth", inputs=(hw_dir / "rtl",)) as staged:
         work = staged.path
         files = prepare_sources(hw_dir, work)
         log.info("yosys: %d sources of %s, synth_xilinx -family %s", len(files), hw_dir, family)
