@@ -23,7 +23,7 @@ import torch
 
 from models.csi.csinet import ARCHS, CODEWORD_SIZES, model_cost
 from models.csi.data import DEFAULT_CACHE_DIR, CsiDataConfig, nmse_db_scaled
-from models.csi.qat import QuantAutoencoder
+from models.csi.qat import FIRE_EXPAND, QuantAutoencoder
 from models.csi.store import load_or_generate
 from models.registry import build_model
 from qphy.config import reject_unknown_keys
@@ -58,6 +58,8 @@ class CsiConfig:
         batch_size: Samples per step.
         seed: Seed of initialisation and batch order.
         torch_threads: Intra-op threads (1 is fastest on a loaded 2-core machine).
+        fire_expand: ConvSquCsiNet's quantized fire modules: ``merged`` (one 3x3 conv) or
+            ``concat`` (two expand branches and a real concat, qphy's RTL fork/concat).
     """
 
     arch: str = "csinetplus"
@@ -76,6 +78,7 @@ class CsiConfig:
     qat_lr: float = 3e-4
     seed: int = 0
     torch_threads: int = 1
+    fire_expand: str = "merged"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -92,6 +95,10 @@ class CsiConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.fire_expand not in FIRE_EXPAND:
+            raise ConfigError(
+                f"--fire-expand must be one of {', '.join(FIRE_EXPAND)}, got {self.fire_expand!r}"
+            )
         if self.batch_size == 0 or self.train_samples < 20 or self.test_samples == 0:
             raise ConfigError("batch_size, test_samples must be positive; train_samples >= 20")
 
@@ -104,7 +111,11 @@ class CsiConfig:
         """Variant name, e.g. ``csinetplus_cr4_w4a4c8_indoor`` (c = codeword bits)."""
         if self.bits is None:
             return self.float_name
-        return f"{self.arch}_cr{self.cr}_{self.bits.tag}c{self.codeword_bits}_{self.scenario}"
+        # The concat form is its own QAT model (another state dict); the float model is shared.
+        fire = "_concat" if self.fire_expand == "concat" else ""
+        return (
+            f"{self.arch}_cr{self.cr}_{self.bits.tag}c{self.codeword_bits}{fire}_{self.scenario}"
+        )
 
     def model_kwargs(self) -> dict:
         kw = {"cr": self.cr, "n_refine": self.n_refine}
@@ -191,7 +202,7 @@ def build(cfg: CsiConfig, state: dict | None = None) -> torch.nn.Module:
     model: torch.nn.Module = build_model(cfg.arch, **cfg.model_kwargs())
     if cfg.bits is not None:
         model.eval()
-        model = QuantAutoencoder(model, cfg.bits, cfg.codeword_bits)
+        model = QuantAutoencoder(model, cfg.bits, cfg.codeword_bits, cfg.fire_expand)
     if state is not None:
         try:
             model.load_state_dict(state)
@@ -206,7 +217,8 @@ def load(cfg: CsiConfig, ckpt_dir: Path | None = None) -> tuple[torch.nn.Module,
     payload = checkpoint.read(
         path,
         f"qphy train csi-encoder --arch {cfg.arch} --cr {cfg.cr} --scenario {cfg.scenario} "
-        f"--bits {cfg.bits.tag if cfg.bits else 'float'} --codeword-bits {cfg.codeword_bits}",
+        f"--bits {cfg.bits.tag if cfg.bits else 'float'} --codeword-bits {cfg.codeword_bits}"
+        + (" --fire-expand concat" if cfg.fire_expand == "concat" else ""),
     )
     meta = payload["meta"]
     if meta.get("variant") != cfg.name:
@@ -226,8 +238,10 @@ def train(cfg: CsiConfig, ckpt_dir: Path | None = None, cache_dir: Path = DEFAUL
         model = build(cfg)
         stats = fit_autoencoder(model, train_x, val_x, cfg.float_steps, cfg.float_lr, cfg, cfg.name)
     else:
-        float_model, _ = load_or_train(replace(cfg, bits=None), ckpt_dir, cache_dir)
-        model = QuantAutoencoder(float_model, cfg.bits, cfg.codeword_bits)
+        float_model, _ = load_or_train(
+            replace(cfg, bits=None, fire_expand="merged"), ckpt_dir, cache_dir
+        )
+        model = QuantAutoencoder(float_model, cfg.bits, cfg.codeword_bits, cfg.fire_expand)
         stats = fit_autoencoder(
             model,
             train_x,

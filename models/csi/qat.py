@@ -10,9 +10,14 @@ builds the same layer chain in Brevitas, ready for QAT:
 * LeakyReLU keeps its slope (``models.csi.csinet.LEAKY_SLOPE`` = 1/4, a power of two, so that
   ``slope * x`` is exact and the hw flow maps LeakyReLU + quantizer onto one set of thresholds
   exactly) and is followed by a SIGNED activation quantizer of ``bits.act_bits``.
-* A fire module's two expand convs become one 3x3 conv (:func:`models.csi.csinet.merge_fire_expand`)
-  whose off-centre taps for the 1x1 half are held at zero by a fixed mask during QAT, so the
-  quantized model computes exactly the fire module (FINN has no stream fork/concat).
+* ``fire_expand="merged"`` (the default): a fire module's two expand convs become one 3x3 conv
+  (:func:`models.csi.csinet.merge_fire_expand`) whose off-centre taps for the 1x1 half are held
+  at zero by a fixed mask during QAT, so the quantized model computes exactly the fire module
+  with one sliding window + MVAU. ``fire_expand="concat"``: the two expand convs stay two
+  branches (:class:`QuantFireConcat`), concatenated on channels, which the hw flow maps onto
+  qphy's RTL stream fork and concat (docs/rtl-layers.md). The BatchNorm over the concat is
+  per channel, so each branch folds its own half; both branches share ONE activation
+  quantizer, because the RTL concat joins integers of one scale.
 * The encoder output quantizer is the feedback codeword: signed, ``codeword_bits`` wide.
 * The input is the CENTRED CSI ((x - 0.5) * 16, :class:`.csinet.Centre` moves to the host),
   quantized to 8 signed bits with a power-of-two scale.
@@ -28,7 +33,7 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from torch import nn
 
 from models.csi.csinet import LEAKY_SLOPE, Centre, CsiAutoencoder, Fire, merge_fire_expand
-from qphy.errors import UnsupportedLayerError, UnsupportedNode
+from qphy.errors import ConfigError, UnsupportedLayerError, UnsupportedNode
 from qphy.variants import Bits
 from quant.recipes import Recipe
 
@@ -39,6 +44,22 @@ def _fold_bn(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, to
     w = weight * inv.reshape(-1, *([1] * (weight.dim() - 1)))
     b = bn.bias - bn.running_mean * inv
     return w.detach().clone(), b.detach().clone()
+
+
+#: How a fire module's two expand convs are quantized: one merged 3x3 conv, or two branches and
+#: a real concat (``--fire-expand``).
+FIRE_EXPAND = ("merged", "concat")
+
+
+def _bn_slice(bn: nn.BatchNorm2d, lo: int, hi: int) -> nn.BatchNorm2d:
+    """Channels ``lo:hi`` of a BatchNorm (eval statistics and affine), as their own BatchNorm."""
+    part = nn.BatchNorm2d(hi - lo, eps=bn.eps)
+    with torch.no_grad():
+        part.weight.copy_(bn.weight[lo:hi])
+        part.bias.copy_(bn.bias[lo:hi])
+        part.running_mean.copy_(bn.running_mean[lo:hi])
+        part.running_var.copy_(bn.running_var[lo:hi])
+    return part.eval()
 
 
 class QuantConvBlock(nn.Module):
@@ -97,6 +118,29 @@ class QuantConvBlock(nn.Module):
         return self.quant(y)
 
 
+class QuantFireConcat(nn.Module):
+    """A fire module's expand stage as two branches and a channel concat (the real fire module).
+
+    ``cat(expand1(s), expand3(s))`` with the fire's BatchNorm folded per half into each conv and
+    LeakyReLU + ONE shared signed activation quantizer on both branches: qphy's RTL concat joins
+    integer streams of one scale, so the two halves must not get quantizer scales of their own.
+
+    Args:
+        fire: The float fire module (its squeeze stage is quantized separately).
+        recipe: Quantizer choice.
+    """
+
+    def __init__(self, fire: Fire, recipe: Recipe):
+        super().__init__()
+        n1, n = fire.expand1.out_channels, fire.bn.num_features
+        self.expand1 = QuantConvBlock(fire.expand1, _bn_slice(fire.bn, 0, n1), recipe, act=True)
+        self.expand3 = QuantConvBlock(fire.expand3, _bn_slice(fire.bn, n1, n), recipe, act=True)
+        self.expand3.quant = self.expand1.quant  # one module: one scale at the concat
+
+    def forward(self, s):
+        return torch.cat([self.expand1(s), self.expand3(s)], dim=1)
+
+
 class QuantCsiEncoder(nn.Module):
     """The quantized encoder: centred ``(B, 2, 32, 32)`` -> codeword ``(B, M)``, the float
     value of the quantized codeword (integer x power-of-two scale), as the decoder receives it.
@@ -104,10 +148,22 @@ class QuantCsiEncoder(nn.Module):
     Attributes:
         arch: Registry name of the float model it came from.
         codeword_bits: Width of each codeword element.
+        fire_expand: ``merged`` or ``concat`` (see the module docstring).
     """
 
-    def __init__(self, float_model: CsiAutoencoder, bits: Bits, codeword_bits: int):
+    def __init__(
+        self,
+        float_model: CsiAutoencoder,
+        bits: Bits,
+        codeword_bits: int,
+        fire_expand: str = "merged",
+    ):
         super().__init__()
+        if fire_expand not in FIRE_EXPAND:
+            raise ConfigError(
+                f"--fire-expand must be one of {', '.join(FIRE_EXPAND)}, got {fire_expand!r}"
+            )
+        self.fire_expand = fire_expand
         recipe = Recipe(bits, output_bits=codeword_bits)
         self.arch = float_model.arch
         self.codeword_bits = codeword_bits
@@ -133,6 +189,9 @@ class QuantCsiEncoder(nn.Module):
             elif isinstance(mod, Fire):
                 sq = mod.squeeze
                 blocks.append(QuantConvBlock(sq[0], sq[1], recipe, act=True))
+                if fire_expand == "concat":
+                    blocks.append(QuantFireConcat(mod, recipe))
+                    continue
                 merged = merge_fire_expand(mod)
                 mask = torch.zeros_like(merged.weight)
                 mask[: mod.expand1.out_channels, :, 1, 1] = 1.0
@@ -161,7 +220,7 @@ class QuantCsiEncoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def conv_blocks(self) -> list[QuantConvBlock]:
-        return [b for b in self.blocks if isinstance(b, QuantConvBlock)]
+        return [b for b in self.blocks.modules() if isinstance(b, QuantConvBlock)]
 
     def apply_masks(self) -> None:
         """Keep the merged fire expands equal to fire modules (after every optimizer step)."""
@@ -179,12 +238,18 @@ class QuantAutoencoder(nn.Module):
     feeds the codeword's float value to the float decoder.
     """
 
-    def __init__(self, float_model: CsiAutoencoder, bits: Bits, codeword_bits: int):
+    def __init__(
+        self,
+        float_model: CsiAutoencoder,
+        bits: Bits,
+        codeword_bits: int,
+        fire_expand: str = "merged",
+    ):
         super().__init__()
         self.arch = float_model.arch
         self.cr = float_model.cr
         self.codeword_size = float_model.codeword_size
-        self.encoder = QuantCsiEncoder(float_model, bits, codeword_bits)
+        self.encoder = QuantCsiEncoder(float_model, bits, codeword_bits, fire_expand)
         self.decoder = float_model.decoder
         self.centre = Centre()
 

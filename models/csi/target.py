@@ -8,6 +8,7 @@ import numpy as np
 
 from models.csi.csinet import ARCHS, CODEWORD_SIZES, Centre
 from models.csi.jobs import CsiConfig
+from models.csi.qat import FIRE_EXPAND
 from qphy.contracts import HostOp
 from qphy.defaults import SYMBOL_120KHZ_US
 from qphy.fsutil import atomic_write_json
@@ -33,6 +34,12 @@ class CsiEncoder(Target):
         Option("--codeword-bits", "codeword_bits", int, help="bits per codeword element (8)"),
         Option("--float-steps", "float_steps", int, help="float training steps"),
         Option("--qat-steps", "qat_steps", int, help="QAT steps"),
+        Option(
+            "--fire-expand",
+            "fire_expand",
+            choices=FIRE_EXPAND,
+            help="ConvSquCsiNet fire modules: one merged 3x3 conv (default) or a real concat",
+        ),
     )
 
     def config(self, bits: Bits | None, **options) -> CsiConfig:

@@ -60,11 +60,13 @@ def make_csi_export(
     bits: str = "w4a4",
     n_golden: int = 256,
     seed: int = 0,
+    fire_expand: str = "merged",
 ) -> Path:
     """Export a small random-init quantized CSI encoder (conv net) with quant's verified export.
 
     The activation quantizers are calibrated on a few train-mode passes of [0, 1) CSI-like
-    inputs; golden inputs are CENTRED ((x - 0.5) * gain, models.csi.csinet.Centre, as the host sends
+    inputs (``fire_expand``: ConvSquCsiNet's fire modules merged or with a real concat); golden
+    inputs are CENTRED ((x - 0.5) * gain, models.csi.csinet.Centre, as the host sends
     them), every fourth one scaled up to saturate the input quantizer.
     """
     import torch
@@ -78,7 +80,9 @@ def make_csi_export(
 
     torch.manual_seed(seed)
     kwargs = {"width": width} if arch != "csinetplus" else {}
-    model = QuantAutoencoder(build_model(arch, cr=cr, **kwargs).eval(), parse_bits(bits), 8)
+    model = QuantAutoencoder(
+        build_model(arch, cr=cr, **kwargs).eval(), parse_bits(bits), 8, fire_expand
+    )
     model.train()
     with torch.no_grad():
         for _ in range(3):
