@@ -113,9 +113,7 @@ class CsiConfig:
             return self.float_name
         # The concat form is its own QAT model (another state dict); the float model is shared.
         fire = "_concat" if self.fire_expand == "concat" else ""
-        return (
-            f"{self.arch}_cr{self.cr}_{self.bits.tag}c{self.codeword_bits}{fire}_{self.scenario}"
-        )
+        return f"{self.arch}_cr{self.cr}_{self.bits.tag}c{self.codeword_bits}{fire}_{self.scenario}"
 
     def model_kwargs(self) -> dict:
         kw = {"cr": self.cr, "n_refine": self.n_refine}
