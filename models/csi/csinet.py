@@ -40,9 +40,10 @@ decides its bit width.
   each, concatenated); the first conv (2 input channels, as SqueezeNet's conv1), the convs
   with 2 channels and the refinement head stay, the codeword conv and the decoder's first conv
   become 1x1 (as SqueezeNet's conv10). A strided fire strides its expand convs. Result: 0.48 to
-  0.51 of ConvCsiNet's weights and 0.36 of its encoder FLOPs (``cost_table``). For FINN,
-  which has no RTL stream fork/concat, :func:`merge_fire_expand` turns the two expand branches
-  into one equivalent 3x3 conv (1x1 kernels at the centre tap).
+  0.51 of ConvCsiNet's weights and 0.36 of its encoder FLOPs (``cost_table``). By default
+  (``--fire-expand merged``) the quantized encoder uses :func:`merge_fire_expand`, which turns
+  the two expand branches into one equivalent 3x3 conv (1x1 kernels at the centre tap);
+  ``--fire-expand concat`` keeps both branches and a real concat (qphy's RTL fork/concat).
 
 Costs (:func:`model_cost`), the seed paper's convention: a conv with C_in inputs, C_out outputs
 and a KxK kernel has (C_in K^2 + 1) C_out weights (bias included: BatchNorm folds into one)
