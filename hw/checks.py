@@ -32,10 +32,29 @@ QONNX_SUPPORTED = frozenset(
         "LeakyRelu",
         "Transpose",
         "BatchNormalization",
+        # qphy's own RTL stream layers (hw/layers): forks, joins and pooling
+        "Concat",
+        "MaxPool",
+        "GlobalAveragePool",
+        "Split",
     }
 )
 #: HW layers qphy can stitch (each has an RTL variant in finn-rtllib).
-HW_SUPPORTED = frozenset({"MVAU", "Thresholding", "FMPadding", "ConvolutionInputGenerator"})
+HW_SUPPORTED = frozenset(
+    {
+        "MVAU",
+        "Thresholding",
+        "FMPadding",
+        "ConvolutionInputGenerator",
+        # qphy's own RTL stream layers (hw/layers)
+        "DuplicateStreams",
+        "ElementwiseAdd",
+        "StreamingConcat",
+        "StreamingSplit",
+        "Pool",
+        "GlobalAccPool",
+    }
+)
 RTL_SUPPORTED = frozenset(
     {
         "MVAU_rtl",
@@ -44,6 +63,13 @@ RTL_SUPPORTED = frozenset(
         "ConvolutionInputGenerator_rtl",
         "StreamingFIFO_rtl",
         "StreamingDataWidthConverter_rtl",
+        # qphy's own RTL stream layers (hw/layers)
+        "DuplicateStreams_rtl",
+        "AddStreams_rtl",
+        "StreamingConcat_rtl",
+        "StreamingSplit_rtl",
+        "Pool_rtl",
+        "GlobalAccPool_rtl",
     }
 )
 #: Pure re-orderings of a frame: at the graph's input or output they become host permutations.
@@ -53,10 +79,8 @@ HOST_TAIL_OPS = frozenset({"Mul", "Add", "Sub", "Div"})
 FPGADATAFLOW_DOMAIN = "finn.custom_op.fpgadataflow"
 
 _POOL_HINT = (
-    "no RTL pooling layer qphy can stitch (finn-plus has pooling only as HLS layers, and "
-    "finn-hlslib is not shipped); down-sample with a strided conv instead: drop the pooling "
-    "and give the preceding QuantConv1d/QuantConv2d stride=k (it subsumes conv + average "
-    "pooling)"
+    "no RTL layer for this pooling; qphy has max pooling (MaxPool1d/MaxPool2d) and the global "
+    "average pool (nn.AdaptiveAvgPool2d(1)); use one of them or a strided conv"
 )
 _HINTS = {
     "Sigmoid": "no RTL layer; quantize the output with a QuantIdentity and apply the sigmoid on "
@@ -66,15 +90,17 @@ _HINTS = {
     "BatchNormalization": "must sit between a QuantConv/QuantLinear and an activation quantizer "
     "(QuantReLU/QuantIdentity) so it folds into the thresholds; or fold it into the layer",
     "LeakyRelu": "must be followed by an activation quantizer and have a power-of-two slope",
-    "MaxPool": _POOL_HINT,
     "AveragePool": _POOL_HINT,
-    "GlobalAveragePool": _POOL_HINT,
+    "MaxPool": "not lowered to qphy's RTL pool: needs integer inputs, kernel >= stride and no "
+    "padding (MaxPool1d/MaxPool2d(k) on a quantized activation)",
+    "Concat": "only a channel concat (torch.cat(..., dim=1)) of quantized tensors with one "
+    "shared scale becomes an RTL layer",
+    "Split": "only a channel split of a quantized tensor becomes an RTL layer",
     "GlobalMaxPool": _POOL_HINT,
     "QuantAvgPool2d": _POOL_HINT,
     "Upsample": "no RTL up-sampling layer qphy can stitch (decoders stay on the host)",
     "Resize": "no RTL up-sampling layer qphy can stitch (decoders stay on the host)",
     "ConvTranspose": "no RTL transposed conv; decoders stay on the host",
-    "Concat": "branching graphs are not supported by qphy's linear RTL stitcher",
 }
 
 

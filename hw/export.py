@@ -25,6 +25,7 @@ from qonnx.custom_op.registry import getCustomOp
 
 from hw.config import HwBuildConfig
 from hw.folding import cycles_per_layer
+from hw.graph_export import graph_entries
 from qphy.contracts import HostSpec, Manifest, NodeSpec, StreamSpec
 from qphy.errors import PipelineError
 from qphy.fsutil import atomic_write_json
@@ -246,6 +247,12 @@ def export_rtl(model: ModelWrapper, cfg: HwBuildConfig, host: dict) -> Path:
     nodes = [_node_entry(n, src_dir, mem_dir, rtllib) for n in model.graph.node]
     first, last = getCustomOp(model.graph.node[0]), getCustomOp(model.graph.node[-1])
     report = hw_report(model, cfg)
+    graph = graph_entries(model, nodes, src_dir)  # forks/joins: streams, branch FIFOs
+    if graph is not None:
+        nodes, report["analytic_latency_cycles"] = graph
+        report["fifo_depths"].update(
+            {n["name"]: n["fifo_depth"] for n in nodes if n["op_type"] == "QphyBranchFIFO"}
+        )
     manifest = Manifest(
         fpga_part=cfg.fpga_part,
         clock_mhz=float(cfg.clock_mhz),

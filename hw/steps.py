@@ -30,6 +30,12 @@ from qonnx.transformation.infer_shapes import InferShapes
 from hw.checks import check_hw_supported, check_qonnx_supported, check_rtl_specialized, host_tail
 from hw.config import FifoSizing, FoldingPreference, HwBuildConfig, Preset
 from hw.folding import fold_for_latency
+from hw.steps_graph import (
+    convert_graph_layers,
+    insert_forks,
+    specialize_graph_layers,
+    streamline_graph,
+)
 from hw.transforms import (
     FoldConvBiasQuant,
     LeakyReluQuantToThresholds,
@@ -216,13 +222,13 @@ def step_streamline(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
-    model = model.transform(Streamline())
+    model = streamline_graph(model.transform(Streamline()))
     if any(n.op_type == "Conv" for n in model.graph.node):
         model = model.transform(LowerConvsToMatMul())
         for _ in range(2):  # absorbing one transpose can make its neighbour absorbable
             model = model.transform(AbsorbTransposeIntoMultiThreshold())
             model = model.transform(AbsorbConsecutiveTransposes())
-        model = model.transform(Streamline())
+        model = streamline_graph(model.transform(Streamline()))
         model = model.transform(InferDataLayouts())
     model = _tidy(model)
     return model.transform(RoundHalfEvenThresholds())
@@ -243,9 +249,11 @@ def step_convert_to_hw(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
     from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
 
+    model = convert_graph_layers(model)
     model = model.transform(InferConvInpGen())
     model = model.transform(InferThresholdingLayer())
     model = model.transform(InferQuantizedMatrixVectorActivation())
+    model = insert_forks(model)
     model = model.transform(InferDataLayouts())
     model = model.transform(RemoveCNVtoFCFlatten())
     model = _tidy(model)
@@ -304,6 +312,7 @@ def step_specialize_layers(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrap
     """Choose the RTL variant of every layer for ``cfg.fpga_part``; HLS fallbacks are errors."""
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
 
+    model = specialize_graph_layers(model)
     model = model.transform(SpecializeLayers(cfg.fpga_part))
     model = model.transform(GiveUniqueNodeNames())
     check_rtl_specialized(model)

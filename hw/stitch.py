@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from qphy.contracts import Manifest
+from qphy.contracts import Manifest, NodeSpec
 from qphy.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,7 @@ def generate_top(manifest: Manifest, sources: dict[str, str]) -> str:
         "",
     ]
     for k, node in enumerate(nodes):
-        top_src = sources[node.module]
-        ports = module_ports(top_src, node.module)
         wanted = {
-            "ap_clk": "ap_clk",
-            "ap_rst_n": "ap_rst_n",
             "in0_V_TDATA": f"st{k}_tdata",
             "in0_V_TVALID": f"st{k}_tvalid",
             "in0_V_TREADY": f"st{k}_tready",
@@ -130,46 +126,60 @@ def generate_top(manifest: Manifest, sources: dict[str, str]) -> str:
             "out0_V_TVALID": f"st{k + 1}_tvalid",
             "out0_V_TREADY": f"st{k + 1}_tready",
         }
-        if "ap_clk2x" in ports:
-            wanted["ap_clk2x"] = "ap_clk"
-        params: dict[str, str] = {}
-        if node.thresholds_prefix:
-            params["THRESHOLDS_PATH"] = f'"{node.thresholds_prefix}"'
-        ms = node.memstream
-        if ms:
-            w = ms["width_bits"]
-            lines += [
-                f"\twire [{w - 1}:0] {node.name}_w_tdata;",
-                f"\twire {node.name}_w_tvalid;",
-                f"\twire {node.name}_w_tready;",
-            ]
-            wanted.update(
-                {
-                    "in1_V_TDATA": f"{node.name}_w_tdata",
-                    "in1_V_TVALID": f"{node.name}_w_tvalid",
-                    "in1_V_TREADY": f"{node.name}_w_tready",
-                }
-            )
-            ms_ports = module_ports(sources[ms["module"]], ms["module"])
-            ms_wanted = {
-                "ap_clk": "ap_clk",
-                "ap_clk2x": "ap_clk",
-                "ap_rst_n": "ap_rst_n",
-                "m_axis_0_tdata": f"{node.name}_w_tdata",
-                "m_axis_0_tvalid": f"{node.name}_w_tvalid",
-                "m_axis_0_tready": f"{node.name}_w_tready",
-            }
-            lines.append(
-                _instance(
-                    ms["module"],
-                    f"{node.name}_wstrm",
-                    {"INIT_FILE": f'"{ms["init_file"]}"'},
-                    _connections(ms_ports, ms_wanted),
-                )
-            )
-        lines.append(_instance(node.module, f"{node.name}_i", params, _connections(ports, wanted)))
+        lines += node_instance(node, sources, wanted)
     lines += ["endmodule", "`default_nettype wire", ""]
     return "\n".join(lines)
+
+
+def node_instance(node: NodeSpec, sources: dict[str, str], streams: dict[str, str]) -> list[str]:
+    """SystemVerilog lines instantiating one layer (and its weight streamer, if any).
+
+    ``streams`` maps the layer's stream ports (``in0_V_TDATA``, ...) to the top's wires; clock
+    and reset are added, every other input is tied to zero.
+    """
+    lines: list[str] = []
+    top_src = sources[node.module]
+    ports = module_ports(top_src, node.module)
+    wanted = {"ap_clk": "ap_clk", "ap_rst_n": "ap_rst_n", **streams}
+    if "ap_clk2x" in ports:
+        wanted["ap_clk2x"] = "ap_clk"
+    params: dict[str, str] = {k: str(v) for k, v in (node.params or {}).items()}
+    if node.thresholds_prefix:
+        params["THRESHOLDS_PATH"] = f'"{node.thresholds_prefix}"'
+    ms = node.memstream
+    if ms:
+        w = ms["width_bits"]
+        lines += [
+            f"\twire [{w - 1}:0] {node.name}_w_tdata;",
+            f"\twire {node.name}_w_tvalid;",
+            f"\twire {node.name}_w_tready;",
+        ]
+        wanted.update(
+            {
+                "in1_V_TDATA": f"{node.name}_w_tdata",
+                "in1_V_TVALID": f"{node.name}_w_tvalid",
+                "in1_V_TREADY": f"{node.name}_w_tready",
+            }
+        )
+        ms_ports = module_ports(sources[ms["module"]], ms["module"])
+        ms_wanted = {
+            "ap_clk": "ap_clk",
+            "ap_clk2x": "ap_clk",
+            "ap_rst_n": "ap_rst_n",
+            "m_axis_0_tdata": f"{node.name}_w_tdata",
+            "m_axis_0_tvalid": f"{node.name}_w_tvalid",
+            "m_axis_0_tready": f"{node.name}_w_tready",
+        }
+        lines.append(
+            _instance(
+                ms["module"],
+                f"{node.name}_wstrm",
+                {"INIT_FILE": f'"{ms["init_file"]}"'},
+                _connections(ms_ports, ms_wanted),
+            )
+        )
+    lines.append(_instance(node.module, f"{node.name}_i", params, _connections(ports, wanted)))
+    return lines
 
 
 def _module_sources(src_dir: Path) -> dict[str, str]:
@@ -197,8 +207,13 @@ def write_top(rtl_dir: Path, manifest: Manifest) -> StitchedDesign:
     The same top serves every consumer of rtl/: the Verilator verdict (which patches its own
     copies of the sources) and the Vivado recipes in bitstreams/.
     """
+    from hw.graph_stitch import generate_graph_top, is_graph
+
     src_dir = rtl_dir / "src"
     modules = _module_sources(src_dir)
     top_file = src_dir / f"{TOP_MODULE}.sv"
-    top_file.write_text(generate_top(manifest, modules))
+    if is_graph(manifest.nodes):  # forks and joins: hw/graph_stitch.py
+        top_file.write_text(generate_graph_top(manifest.nodes, modules, TOP_MODULE))
+    else:
+        top_file.write_text(generate_top(manifest, modules))
     return StitchedDesign(source_order(src_dir), TOP_MODULE, manifest, src_dir)

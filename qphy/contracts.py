@@ -225,6 +225,13 @@ class NodeSpec(_Json):
     memstream: dict | None = None
     thresholds_prefix: str | None = None
     fifo_depth: int | None = None
+    #: Graph designs (forks/joins, see hw/graph_stitch.py): the stream names this node reads and
+    #: writes (empty: a node of the linear chain), their widths, and module parameters.
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    in_widths: list[int] = field(default_factory=list)
+    out_widths: list[int] = field(default_factory=list)
+    params: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -288,6 +295,7 @@ REPORT_KEYS = (
     "estimated_resources",
     "fifo_depths",
     "tool_versions",
+    "fifo_model",
 )
 
 
@@ -314,6 +322,9 @@ class Report(_Versioned):
     fifo_depths: dict
     tool_versions: dict
     extras: dict = field(default_factory=dict)
+    #: How the StreamingFIFOs were simulated: "sized" (finn-rtllib's fifo at the sized depths,
+    #: sim/fifos.py) or "gauge" (FINN's unbounded fifo_gauge); "" in reports older than that.
+    fifo_model: str = ""
 
     @property
     def passed(self) -> bool:

@@ -87,6 +87,34 @@ class BitMismatchError(PipelineError):
         )
 
 
+class DeadlockError(BitMismatchError):
+    """The RTL stopped sending output (no progress for the bench's stall limit): a deadlock.
+
+    Names the streams whose producer was stuck with a beat its consumer never took (``stalled``)
+    at that moment, e.g. the input of a FIFO too shallow for a reconvergent branch.
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        stalled: Sequence[str],
+        vectors_received: int,
+        vectors_checked: int,
+        stall_limit_cycles: int,
+    ):
+        super().__init__(
+            "RTL deadlock", vectors_received, 0, None, None, vectors_checked=vectors_checked
+        )
+        self.phase = phase
+        self.stalled = list(stalled)
+        where = ", ".join(self.stalled) if self.stalled else "none visible at the top level"
+        self.args = (
+            f"RTL deadlock in the {phase} phase: no output for {stall_limit_cycles} cycles after "
+            f"{vectors_received} of {vectors_checked} vectors; stalled streams (valid, not "
+            f"ready): {where}",
+        )
+
+
 class LatencyBudgetError(PipelineError):
     """A measured latency exceeds its budget."""
 

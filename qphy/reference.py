@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -213,9 +214,46 @@ def _quant_integers(model: ModelWrapper, ctx: dict, tensor: str, what: str) -> n
     scale). The integers are rounded quotients; they must give back the tensor bit for bit as
     qonnx's Quant computes it (``int * scale`` in float32), else MalformedModelError.
     """
-    name, hops = tensor, 0
+    ints, _ = _quant_integers_scale(model, ctx, tensor, what)
+    return ints
+
+
+def _join_integers(model: ModelWrapper, ctx: dict, node, what: str) -> tuple[np.ndarray, Any]:
+    """A skip add or a channel concat of quantized tensors: integers of one shared scale (the
+    accelerator adds/concatenates integers), each part checked exact against its quantizer."""
+    parts = [_quant_integers_scale(model, ctx, t, what) for t in node.input]
+    scales = [np.asarray(s, dtype=np.float32) for _, s in parts]
+    if any(s.shape != scales[0].shape or np.any(s != scales[0]) for s in scales[1:]):
+        raise MalformedModelError(
+            f"{what}: the inputs of {node.name} ({node.op_type}) have different quantizer "
+            "scales; quantize both with the same QuantIdentity/QuantReLU so the hardware can "
+            "join their integers"
+        )
+    if node.op_type == "Add":
+        return sum(i for i, _ in parts), scales[0]
+    axis = int(_attrs(node).get("axis", 1))
+    return np.concatenate([i for i, _ in parts], axis=axis), scales[0]
+
+
+def _quant_integers_scale(
+    model: ModelWrapper, ctx: dict, tensor: str, what: str
+) -> tuple[np.ndarray, Any]:
+    """(integers, scale) of a quantized tensor (see :func:`_quant_integers`)."""
+    name, hops, reshapes_only = tensor, 0, True
+    scale = None
     while True:
         node = model.find_producer(name)
+        if (
+            node is not None
+            and node.op_type in ("Add", "Concat")
+            and len(node.input) >= 2
+            and not any(_is_constant(model, t) for t in node.input)
+        ):
+            ints, scale = _join_integers(model, ctx, node, what)
+            if reshapes_only:  # the join's integers, flattened as the model does
+                return ints.reshape(np.asarray(ctx[tensor]).shape), scale
+            node = None  # e.g. a pool after the join: integers from the value, checked below
+            break
         if node is None or node.op_type not in _SCALE_PRESERVING | {"Quant"}:
             raise MalformedModelError(
                 f"{what} ({tensor}) is not produced by a quantizer "
@@ -224,14 +262,17 @@ def _quant_integers(model: ModelWrapper, ctx: dict, tensor: str, what: str) -> n
             )
         if node.op_type == "Quant":
             break
+        reshapes_only &= node.op_type in ("Flatten", "Reshape", "Identity")
         name, hops = node.input[0], hops + 1
-    scale = np.asarray(ctx[node.input[1]], dtype=np.float32)
-    zeropt = np.asarray(ctx[node.input[2]], dtype=np.float32)
-    if np.any(zeropt != 0):
-        raise MalformedModelError(f"{what}: quantizer {node.name} has a non-zero zero point")
+    label = node.name if node is not None else name
+    if node is not None:
+        scale = np.asarray(ctx[node.input[1]], dtype=np.float32)
+        zeropt = np.asarray(ctx[node.input[2]], dtype=np.float32)
+        if np.any(zeropt != 0):
+            raise MalformedModelError(f"{what}: quantizer {node.name} has a non-zero zero point")
     if scale.size != 1 and hops:
         raise MalformedModelError(
-            f"{what}: per-channel scale of {node.name} before a re-ordering; use a per-tensor "
+            f"{what}: per-channel scale of {label} before a re-ordering; use a per-tensor "
             "activation quantizer"
         )
     value = np.asarray(ctx[tensor], dtype=np.float32)
@@ -239,9 +280,9 @@ def _quant_integers(model: ModelWrapper, ctx: dict, tensor: str, what: str) -> n
     if not np.array_equal((ints.astype(np.float32) * scale).astype(np.float32), value):
         bad = tuple(int(i) for i in np.argwhere(ints.astype(np.float32) * scale != value)[0])
         raise MalformedModelError(
-            f"{what}: value at {bad} is not an integer times the scale of {node.name}"
+            f"{what}: value at {bad} is not an integer times the scale of {label}"
         )
-    return ints.astype(np.int64)
+    return ints.astype(np.int64), scale
 
 
 def _attrs(node) -> dict:

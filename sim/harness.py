@@ -58,6 +58,8 @@ class HarnessResult:
         extra_beats: Output beats beyond the expected number (duplicates).
         beats_received: Output beats of the verdict phase, extra ones included.
         wall_s: Seconds the executable ran.
+        streams: At a deadlock, the handshake state of the top's streams:
+            ``{"name", "valid", "ready"}`` each (empty otherwise).
     """
 
     actual: np.ndarray
@@ -69,6 +71,7 @@ class HarnessResult:
     extra_beats: int
     beats_received: int
     wall_s: float
+    streams: tuple = ()
 
     @property
     def cycles_per_s(self) -> float:
@@ -215,6 +218,7 @@ def run_harness(
         extra_beats=int(r["extra_beats"]),
         beats_received=received,
         wall_s=wall_s,
+        streams=tuple(r.get("streams", ())),
     )
 
 

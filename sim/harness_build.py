@@ -34,6 +34,13 @@ CACHE_VERSION = 1
 #: Parallel make jobs (the CI and dev machines have 2 cores).
 MAKE_JOBS = 2
 _X_FAST = ("--x-assign", "fast", "--x-initial", "fast")
+#: The top's stream handshakes stay readable by the harness, which names the stalled streams
+#: of a deadlock (only these few one-bit signals are kept public: the rest is optimised).
+STREAMS_VLT = (
+    "`verilator_config\n"
+    'public_flat_rd -module "{top}" -var "*_tvalid"\n'
+    'public_flat_rd -module "{top}" -var "*_tready"\n'
+)
 _BINARY = "Vtop"
 
 
@@ -161,7 +168,9 @@ def build_harness(
         f"PYTHON3={sys.executable}",
         *COMPILE_OPT,
     ]
+    vlt_text = STREAMS_VLT.format(top=top)
     flags = [*vargs, *defines, *make_vars, str(verilator), verilator_version(), f"x={x_random}"]
+    flags.append(vlt_text)
     key = _cache_key(sources, top, flags)
     build_dir = Path(build_dir).resolve()
     entry = build_dir / key[:16]
@@ -178,6 +187,8 @@ def build_harness(
         shutil.rmtree(tmp)
     obj = tmp / "obj"
     obj.mkdir(parents=True)
+    vlt = tmp / "streams.vlt"
+    vlt.write_text(vlt_text)
     env = tool_env()
     try:
         _run_tool(
@@ -197,6 +208,7 @@ def build_harness(
                 *defines,
                 f"-I{sources[0].parent}",
                 str(HARNESS_CPP),
+                str(vlt),
                 *[str(s) for s in sources],
             ],
             tmp,

@@ -15,6 +15,7 @@ from pathlib import Path
 from hw.stitch import TOP_MODULE, StitchedDesign, source_order
 from qphy.contracts import Manifest
 from qphy.errors import PipelineError
+from sim.fifos import patch_fifo_sv, patch_fifo_wrapper
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def patch_add_multi(text: str) -> str:
     return text.replace(anchor, block.rstrip("\n") + "\n\n" + anchor, 1)
 
 
-_PATCHES = {"add_multi.sv": patch_add_multi}
+_PATCHES = {"add_multi.sv": patch_add_multi, "fifo.sv": patch_fifo_sv}
 
 
 def prepare_sources(rtl_dir: Path, sim_dir: Path) -> StitchedDesign:
@@ -64,4 +65,11 @@ def prepare_sources(rtl_dir: Path, sim_dir: Path) -> StitchedDesign:
         if f.exists():
             f.write_text(patch(f.read_text()))
             log.info("patched %s for Verilator", f)
+    for f in sorted(src_dir.iterdir()):
+        # Every StreamingFIFO wrapper simulates the real fifo at its sized depth (sim.fifos).
+        if f.suffix in (".v", ".sv"):
+            text = f.read_text()
+            patched = patch_fifo_wrapper(text)
+            if patched != text:
+                f.write_text(patched)
     return StitchedDesign(source_order(src_dir), TOP_MODULE, manifest, src_dir)

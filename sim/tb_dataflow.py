@@ -114,6 +114,19 @@ class Bench:
         return frames.reshape(n, self.job.n_out_elems)
 
 
+def stream_states(dut) -> list[dict]:
+    """Handshake state of the top's streams (``NAME_tvalid``/``NAME_tready`` pairs), as the
+    compiled harness reports it at a deadlock."""
+    handles = {h._name: h for h in dut}
+    states = []
+    for name, valid in sorted(handles.items()):
+        base = name.removesuffix("_tvalid")
+        if base != name and f"{base}_tready" in handles:
+            ready = handles[f"{base}_tready"]
+            states.append({"name": base, "valid": int(valid.value), "ready": int(ready.value)})
+    return states
+
+
 @cocotb.test()
 async def dataflow_verdict(dut):
     """Latency, throughput and the bit-exact verdict under backpressure."""
@@ -132,6 +145,8 @@ async def dataflow_verdict(dut):
     # 1. latency on an idle pipeline
     bench.send(inputs[:1])
     ok = await bench.wait_outputs(bench.beats_out, stall)
+    if not ok:
+        results.update(deadlock_phase="latency", streams=stream_states(dut))
     results["latency_cycles"] = (
         bench.mon.out[bench.beats_out - 1][0] - bench.mon.in_cycles[0] if ok else None
     )
@@ -141,7 +156,10 @@ async def dataflow_verdict(dut):
     n_burst = min(int(job.n_burst), len(inputs))
     base = len(bench.mon.out)
     bench.send(inputs[:n_burst])
-    ok = ok and await bench.wait_outputs(base + n_burst * bench.beats_out, stall)
+    burst_ok = ok and await bench.wait_outputs(base + n_burst * bench.beats_out, stall)
+    if ok and not burst_ok:
+        results.update(deadlock_phase="throughput", streams=stream_states(dut))
+    ok = burst_ok
     if ok:
         ends = [bench.mon.out[base + (k + 1) * bench.beats_out - 1][0] for k in range(n_burst)]
         half = n_burst // 2
@@ -166,6 +184,7 @@ async def dataflow_verdict(dut):
             words.extend(frame.tdata)
     except SimTimeoutError:
         ok = False
+        results.update(deadlock_phase="verdict", streams=stream_states(dut))
     await ClockCycles(dut.ap_clk, 4 * bench.beats_out + 32)
     while not bench.sink.empty():
         words.extend(bench.sink.recv_nowait().tdata)

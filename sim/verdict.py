@@ -13,6 +13,7 @@ then raises BitMismatchError or LatencyBudgetError.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -23,9 +24,10 @@ import numpy as np
 
 from hw.toolchain import tool_versions
 from qphy.contracts import Manifest, Report, SimJob
-from qphy.errors import BitMismatchError, LatencyBudgetError, PipelineError
+from qphy.errors import BitMismatchError, DeadlockError, LatencyBudgetError, PipelineError
 from qphy.fsutil import atomic_write_json, atomic_write_text
 from sim.config import Bench, SimConfig
+from sim.fifos import fifo_model, stalled_streams
 from sim.rtl_sources import prepare_sources
 from sim.verilator import build, run_test
 
@@ -148,6 +150,7 @@ def _run_harness(manifest, sim_dir, run_dir, inputs, expected, sim_cfg, mem_dir)
         "extra_beats": r.extra_beats,
         "sim_cycles": r.sim_cycles,
         "cycles_per_s": round(r.cycles_per_s),
+        "streams": list(r.streams),
     }
     atomic_write_json(run_dir / "results.json", res)
     np.save(run_dir / "actual.npy", r.actual)
@@ -198,6 +201,7 @@ def simulate(
     sim_s = time.perf_counter() - t0
     res["bench"] = str(sim_cfg.bench)
     report = _report(manifest, hw_report, expected, actual, res, sim_cfg, variant, run_dir, sim_s)
+    report = dataclasses.replace(report, fifo_model=fifo_model(sim_dir / "src"))
     report.write(run_dir / Report.FILE)
     judge(report, run_dir)
     return report
@@ -220,6 +224,10 @@ def _report(manifest, hw_report, expected, actual, res, sim_cfg, variant, run_di
             "actual": int(actual[first_v, first_i]) if first_v < len(actual) else None,
         },
         "deadlock": bool(res.get("deadlock")),
+        "deadlock_phase": res.get("deadlock_phase", ""),
+        "stalled_streams": stalled_streams(res.get("streams", []), manifest),
+        "stall_limit_cycles": sim_cfg.stall_limit_cycles,
+        "vectors_received": int(len(actual)),
         "extra_beats": res.get("extra_beats", 0),
         "analytic_latency_cycles": manifest.analytic_latency_cycles,
         "analytic_cycles_per_frame": manifest.analytic_cycles_per_frame,
@@ -253,6 +261,14 @@ def judge(report: Report, run_dir: Path) -> None:
     """Raise BitMismatchError / LatencyBudgetError for a failed verdict (report already written)."""
     if not report.bit_exact:
         d = json.loads((Path(run_dir) / "details.json").read_text())
+        if d["deadlock"] and "stalled_streams" in d:
+            raise DeadlockError(
+                d.get("deadlock_phase") or "verdict",
+                d["stalled_streams"],
+                d["vectors_received"],
+                report.vectors_checked,
+                d["stall_limit_cycles"],
+            )
         fm = d["first_mismatch"] or {"vector": 0, "index": 0, "expected": None, "actual": None}
         what = "RTL vs QONNX golden" + (" (deadlock: output stopped)" if d["deadlock"] else "")
         raise BitMismatchError(

@@ -46,6 +46,7 @@
 
 #include "Vtop.h"
 #include "verilated.h"
+#include "verilated_syms.h"
 
 namespace {
 
@@ -119,6 +120,36 @@ void from_port(const T& port, uint8_t* b, size_t nbytes) {
         uint64_t v = static_cast<uint64_t>(port);
         for (size_t i = 0; i < nbytes; ++i) b[i] = (v >> (8 * i)) & 0xff;
     }
+}
+
+// Handshake state of the top's internal streams at a deadlock: every public (see the build's
+// streams.vlt) pair NAME_tvalid / NAME_tready of the top module's scope, as JSON objects.
+// "valid, not ready" names a stream whose consumer stopped taking beats.
+std::string stream_states(VerilatedContext* ctx) {
+    std::string out;
+    const VerilatedScopeNameMap* scopes = ctx->scopeNameMap();
+    if (!scopes) return out;
+    for (const auto& sc : *scopes) {
+        const VerilatedVarNameMap* vars = sc.second->varsp();
+        if (!vars) continue;
+        for (const auto& v : *vars) {
+            std::string name = v.first;
+            const std::string suffix = "_tvalid";
+            if (name.size() <= suffix.size() ||
+                name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+                continue;
+            std::string base = name.substr(0, name.size() - suffix.size());
+            auto rdy = vars->find((base + "_tready").c_str());
+            if (rdy == vars->end()) continue;
+            // Single-bit signals live in a CData (one byte).
+            int valid = *static_cast<const CData*>(v.second.datap()) & 1;
+            int ready = *static_cast<const CData*>(rdy->second.datap()) & 1;
+            if (!out.empty()) out += ", ";
+            out += "{\"name\": \"" + base + "\", \"valid\": " + std::to_string(valid) +
+                   ", \"ready\": " + std::to_string(ready) + "}";
+        }
+    }
+    return out;
 }
 
 struct Args {
@@ -292,6 +323,8 @@ int main(int argc, char** argv) {
     b.record_cycles_ = true;
     b.send(1);
     ok = b.wait_outputs(ob, stall);
+    std::string streams;
+    if (!ok) streams = stream_states(ctx.get());
     long long latency = -1;
     if (ok) latency = static_cast<long long>(b.out_cycles_[ob - 1]) - b.first_in_cycle_;
     else dead_phase = "latency";
@@ -311,6 +344,7 @@ int main(int argc, char** argv) {
             cpf = static_cast<double>(end_last - end_half) / static_cast<double>(div);
         } else {
             dead_phase = "throughput";
+            streams = stream_states(ctx.get());
         }
         for (int i = 0; i < 16; ++i) b.cycle();
     }
@@ -336,6 +370,7 @@ int main(int argc, char** argv) {
             } else if (b.cycle_ - last_change > stall) {
                 ok = false;
                 dead_phase = "verdict";
+                streams = stream_states(ctx.get());
                 break;
             }
             if (progress && b.cycle_ >= next_report) {
@@ -365,6 +400,7 @@ int main(int argc, char** argv) {
     std::fprintf(r, " \"deadlock\": %s,\n", ok ? "false" : "true");
     std::fprintf(r, " \"deadlock_phase\": \"%s\",\n", dead_phase.c_str());
     std::fprintf(r, " \"extra_beats\": %" PRIu64 ",\n", extra);
+    std::fprintf(r, " \"streams\": [%s],\n", streams.c_str());
     std::fprintf(r, " \"beats_received\": %" PRIu64 ",\n", received);
     std::fprintf(r, " \"beats_expected\": %" PRIu64 "\n", expected);
     std::fprintf(r, "}\n");

@@ -122,12 +122,16 @@ def test_conv1d_becomes_2d_swg(user_onnx, tmp_path):
     assert len(shape) == 4 and shape[2] == 1  # NHWC with the 1-wide dimension
 
 
-def test_maxpool_refused_by_name_before_any_build(user_onnx, tmp_path):
-    with pytest.raises(
-        UnsupportedLayerError, match=r"/pool/MaxPool \(MaxPool\): no RTL pooling.*stride=k"
-    ):
-        build_onnx(user_onnx("cnn1d_maxpool"), tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+def test_maxpool_becomes_swg_and_rtl_pool(user_onnx, tmp_path):
+    """MaxPool1d was refused until qphy had its own RTL pool (hw/layers): now it lowers to a
+    depthwise sliding-window generator and a Pool layer."""
+    res = run_build(
+        user_onnx("cnn1d_maxpool"), HwBuildConfig(preset=Preset.CHECK), tmp_path / "build"
+    )
+    ops = [n.op_type for n in res.model.graph.node]
+    assert "Pool" in ops and "MaxPool" not in ops
+    pool = res.model.graph.node[ops.index("Pool")]
+    assert res.model.find_producer(pool.input[0]).op_type == "ConvolutionInputGenerator"
 
 
 def test_missing_input_quantizer_refused(user_onnx, tmp_path):

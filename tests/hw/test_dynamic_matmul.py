@@ -2,8 +2,9 @@
 
 * a dynamic matrix-vector product (both operands streams, e.g. ``H^T H x_hat``) becomes an
   MVAU_rtl with ``mem_mode = dynamic`` and its Verilog is generated without Vivado;
-* the integer elementwise add of DetNet's ``0.9 * old`` skip and the stream fork of ``x_hat``
-  have no RTL layer off Versal: they specialise to HLS, which needs finn-hlslib and Vitis HLS.
+* the integer elementwise add of DetNet's ``0.9 * old`` skip, the stream fork of ``x_hat`` and
+  the input concat have no RTL layer in finn-plus off Versal (they specialise to HLS, which
+  needs finn-hlslib and Vitis HLS); qphy's own layers (hw/layers) are their RTL variants.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def test_dynamic_matmul_compiles_to_mvau_rtl(tmp_path):
         assert any(f.endswith("_dynamic_load_wrapper.v") for f in files), files
 
 
-def test_integer_skip_add_and_fork_have_no_rtl_layer(tmp_path):
+def test_integer_skip_add_fork_and_concat_become_qphy_rtl_layers(tmp_path):
     from finn.transformation.fpgadataflow.convert_to_hw.concat import InferConcatLayer
     from finn.transformation.fpgadataflow.convert_to_hw.duplicate_streams import (
         InferDuplicateStreamsLayer,
@@ -71,7 +72,10 @@ def test_integer_skip_add_and_fork_have_no_rtl_layer(tmp_path):
     from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import (
         InferElementwiseBinaryOperation,
     )
+    from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+
+    from hw.steps_graph import specialize_graph_layers
 
     with finn_environment(tmp_path):
         # x_l = new + old, where old also feeds the next layer's input concat (the fork).
@@ -87,9 +91,13 @@ def test_integer_skip_add_and_fork_have_no_rtl_layer(tmp_path):
         model = model.transform(InferElementwiseBinaryOperation())
         model = model.transform(InferConcatLayer())
         model = model.transform(InferDuplicateStreamsLayer())
+        model = specialize_graph_layers(model)
         model = model.transform(SpecializeLayers(PART))
+        model = model.transform(GiveUniqueNodeNames())
         kinds = sorted(n.op_type for n in model.graph.node)
-        assert "DuplicateStreams_hls" in kinds, kinds
-        assert "StreamingConcat_hls" in kinds or "Concat_hls" in kinds, kinds
-        assert any(k.startswith("Elementwise") and k.endswith("_hls") for k in kinds), kinds
-        assert not any(k.endswith("_rtl") for k in kinds), kinds
+        assert kinds == ["AddStreams_rtl", "DuplicateStreams_rtl", "StreamingConcat_rtl"], kinds
+        model = model.transform(PrepareIP(PART, 5.0))
+        for node in model.graph.node:
+            files = getCustomOp(node).get_rtl_file_list(abspath=True)
+            assert all(os.path.isfile(f) for f in files), files
+            assert any(f.endswith(f"{node.name}.sv") for f in files), files
