@@ -179,6 +179,27 @@ def compare_traces(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> None
                 )
 
 
+def compare_traces_dag(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> None:
+    """:func:`compare_traces` for a graph with branches: the exporter's topological order of
+    the Quant nodes need not be Brevitas's call order, so every Brevitas quantizer call is
+    paired with a not yet paired QONNX Quant node of the same shape and equal integers on
+    every vector (a one-to-one pairing); the first one without a partner is a mismatch."""
+    if len(ref) != len(got):
+        raise PipelineError(
+            f"Brevitas has {len(ref)} activation quantizers, the QONNX graph {len(got)}"
+        )
+    free = list(got)
+    for r in ref:
+        same = [g for g in free if g.ints.shape == r.ints.shape]
+        hit = next((g for g in same if np.array_equal(g.ints, r.ints)), None)
+        if hit is None:
+            if not same:
+                raise PipelineError(f"quantizer {r.name}: no QONNX Quant node of its shape")
+            compare_traces([r], [same[0]])  # raises, naming the first differing vector
+            raise PipelineError(f"quantizer {r.name}: unpaired")  # pragma: no cover
+        free.remove(hit)
+
+
 def saturating(x: np.ndarray, scale: float, bits: int = 8) -> np.ndarray:
     """Per vector: does any element fall outside the signed ``bits``-bit quantizer's range?"""
     q = np.round(x / scale).reshape(len(x), -1)
@@ -196,15 +217,19 @@ def export_verified(
     out_dir: Path,
     meta: dict,
     host: HostExtras | None = None,
+    branched: bool = False,
 ) -> dict:
     """Export, verify and write the export directory atomically; returns the report.
 
     ``golden_in`` is ``(n, *input_shape)``; the graph is exported for batch 1 of that shape.
     ``host`` (the target's input pre-processing and hard decision) is stored in the model's
     metadata (``qphy_host``), where the hw stage picks it up into the HostSpec; with the
-    ``sign`` decision the BPSK hard decisions are compared too.
+    ``sign`` decision the BPSK hard decisions are compared too. ``branched``: pair the
+    quantizers by their integers, not by order (:func:`compare_traces_dag`).
     """
     host = host or HostExtras()
+    # A model with forks and joins says so itself (the flow's export stage passes no flag).
+    branched = branched or bool(getattr(torch_model, "qphy_branched", False))
     check_decisions = host.decision == "sign"
     with StagedDir(out_dir) as staged:
         tmp = staged.path
@@ -222,7 +247,7 @@ def export_verified(
         n_weights = check_weights(torch_model, qmodel)
         ref, t_out = torch_traces(torch_model, golden_in)
         got, q_out = qonnx_traces(qmodel, golden_in)
-        compare_traces(ref, got)
+        (compare_traces_dag if branched else compare_traces)(ref, got)
         dec_t, dec_q = hard_decisions(t_out), hard_decisions(q_out)
         if check_decisions and not np.array_equal(dec_t, dec_q):
             v, i = (int(a) for a in np.argwhere(dec_t != dec_q)[0])
