@@ -6,23 +6,26 @@ harness and the board driver take one input stream (docs/rtl-layers.md). So the 
 ``H^T y`` and ``H^T H`` in numpy (:func:`host_inputs`), concatenates them, and the model splits
 them again (a slice of the input; on chip the split layer).
 
-Every tensor the datapath carries between layers (``H^T y``, ``x``, ``H^T H x``, ``v``, the
-soft-sign halves, ``v_new``) is quantized by ONE shared signed quantizer ``state`` (one scale),
-so the concats and the mixing layers join streams of one scale, as qphy's RTL concat needs.
-Layer l (``x_0 = v_0 = 0``; layer 1 has no ``x``, ``H^T H x`` or ``v`` input)::
+The tensors between layers share two quantizers (one scale each), so every concat joins
+streams of one scale, as qphy's RTL concat needs: ``state`` (signed: ``H^T y``, ``x``,
+``H^T H x``, ``v``) and ``pos`` (unsigned, a ReLU: the soft-sign halves and ``x`` as the pair
+``x+ = ReLU(x)``, ``x- = ReLU(-x)``; FINN turns a ReLU only into an unsigned quantizer, so the
+soft sign's ReLUs cannot feed the signed ``state``). Layer l (``x_0 = v_0 = 0``; layer 1 reads
+only ``q``)::
 
-    gx  = state(G x_{l-1})                            dynamic matmul (MVAU, mem_mode dynamic)
-    c   = [q, x_{l-1}, gx, v_{l-1}]                   concat, 5K
-    z   = ReLU_q(fc(c))                               5K -> 8K
-    r   = state(ReLU(fc_r(z)))                        8K -> 2K: [a + t, a - t], a = W2 z + b2
-    x_l = state(mix_x([r, x_{l-1}]))                  3K -> K, init [0.1/t, -0.1/t, 0.9], -0.1
-    vn  = state(fc_v(z));  v_l = state(mix_v([vn, v_{l-1}]))   init [0.1 I, 0.9 I]
+    gx  = state(G x_{l-1})                              dynamic matmul (MVAU, mem_mode dynamic)
+    c   = [q, x_{l-1}, gx, v_{l-1}]                     concat, 5K
+    z   = ReLU_q(fc(c))                                 5K -> 8K
+    r   = pos(fc_r(z))                       8K -> 2K: ReLU([a + t, a - t]), a = W2 z + b2
+    m   = [r, x_{l-1}+, x_{l-1}-]                       concat, 4K
+    x_l = state(mix_x(m));  [x_l+, x_l-] = pos(mix_p(m))   4K -> K, 4K -> 2K
+    vn  = state(fc_v(z));   v_l = state(mix_v([vn, v_{l-1}]))   init [0.1 I, 0.9 I]
 
 The soft sign ``psi_t(a) = -1 + (ReLU(a + t) - ReLU(a - t)) / |t|`` and DetNet's
-``0.1 new + 0.9 old`` mix are thereby the linear layer ``mix_x`` over the concat ``[r, x]``
-(initialised to exactly that map, then trained with the rest in QAT): a scaled add of two
-streams, requantized by the thresholds of ``state``. The last layer's ``v`` is not computed and
-its ``x_L`` goes through the output quantizer instead.
+``0.1 new + 0.9 old`` mix are thereby the linear layer ``mix_x`` over the concat ``m``
+(initialised to ``[0.1/|t|, -0.1/|t|, 0.9, -0.9]``, bias -0.1; ``mix_p`` to ``[mix_x; -mix_x]``)
+and trained with the rest in QAT: a scaled add of streams, requantized by thresholds. The last
+layer computes no ``v`` and no pair, and its ``x_L`` goes through the output quantizer.
 
 :func:`from_float` initialises the model from a trained float :class:`.detnet.DetNet`;
 :func:`train_qat` fine-tunes it through :func:`quant.trainer.fit` with DetNet's loss.
@@ -38,7 +41,7 @@ from torch import nn
 
 from models.detector.detnet import DetNet, DetNetShape, gram, least_squares
 from qphy.errors import CheckpointError, ConfigError
-from quant.recipes import Recipe
+from quant.recipes import Recipe, ReluQuant
 
 #: Width of the shared state quantizer (H^T y, x, H^T H x, v, soft-sign halves).
 STATE_BITS = 8
@@ -73,29 +76,46 @@ class _Layer(nn.Module):
         self.fc = QuantLinear(k if first else shape.in_dim, hd, bias=True, **qlin)
         self.relu = QuantReLU(return_quant_tensor=True, **recipe.relu())
         self.fc_r = QuantLinear(hd, 2 * k, bias=True, **qlin)
-        self.mix_x = QuantLinear(2 * k if first else 3 * k, k, bias=True, **qlin)
+        mix_in = 2 * k if first else 4 * k
+        self.mix_x = QuantLinear(mix_in, k, bias=True, **qlin)
         if not last:
+            self.mix_p = QuantLinear(mix_in, 2 * k, bias=True, **qlin)
             self.fc_v = QuantLinear(hd, vd, bias=True, **qlin)
             if not first:
                 self.mix_v = QuantLinear(2 * vd, vd, bias=True, **qlin)
 
-    def forward(self, state: QuantIdentity, out: QuantIdentity, q, g, x, v):
+    def forward(self, q_: _Quantizers, q, g, x, xp, v):
+        """``(x_l, [x_l+, x_l-], v_l)`` from ``x_{l-1}``, its pair ``xp`` and ``v_{l-1}``."""
         k = q.shape[-1]
         if self.first:
             c = q
         else:
             # G is symmetric: x^T G = (G x)^T; the matmul of two run-time values.
-            gx = state(torch.matmul(x.value.view(-1, 1, k), g).view(-1, k))
+            gx = q_.state(torch.matmul(x.value.view(-1, 1, k), g).view(-1, k))
             c = torch.cat([q, x, gx, v], dim=1)
         z = self.relu(self.fc(c))
-        r = state(torch.relu(self.fc_r(z)))
-        mix_in = r if self.first else torch.cat([r, x], dim=1)
-        x_new = (out if self.last else state)(self.mix_x(mix_in))
+        r = q_.pos(self.fc_r(z))
+        m = r if self.first else torch.cat([r, xp], dim=1)
+        x_new = (q_.out if self.last else q_.state)(self.mix_x(m))
         if self.last:
-            return x_new, None
-        vn = state(self.fc_v(z))
-        v_new = vn if self.first else state(self.mix_v(torch.cat([vn, v], dim=1)))
-        return x_new, v_new
+            return x_new, None, None
+        vn = q_.state(self.fc_v(z))
+        v_new = vn if self.first else q_.state(self.mix_v(torch.cat([vn, v], dim=1)))
+        return x_new, q_.pos(self.mix_p(m)), v_new
+
+
+class _Quantizers(nn.Module):
+    """The quantizers shared by all layers: ``state`` (signed) for the concat's inputs and the
+    ``v`` mix, ``pos`` (unsigned, a ReLU) for the soft-sign halves and the ``x`` pairs that the
+    mix layers read, ``out`` for ``x_L``."""
+
+    def __init__(self, recipe: Recipe, state_bits: int):
+        super().__init__()
+        self.state = QuantIdentity(
+            return_quant_tensor=True, act_quant=Int8ActPerTensorFixedPoint, bit_width=state_bits
+        )
+        self.pos = QuantReLU(return_quant_tensor=True, act_quant=ReluQuant, bit_width=state_bits)
+        self.out = QuantIdentity(return_quant_tensor=False, **recipe.output())
 
 
 class QuantDetNetIID(nn.Module):
@@ -109,22 +129,21 @@ class QuantDetNetIID(nn.Module):
         super().__init__()
         self.recipe, self.shape, self.state_bits = recipe, shape, state_bits
         self.inp = QuantIdentity(return_quant_tensor=True, **recipe.input())
-        self.state = QuantIdentity(
-            return_quant_tensor=True, act_quant=Int8ActPerTensorFixedPoint, bit_width=state_bits
-        )
-        self.out = QuantIdentity(return_quant_tensor=False, **recipe.output())
+        self.quant = _Quantizers(recipe, state_bits)
         n = shape.n_layers
         self.layers = nn.ModuleList(_Layer(recipe, shape, i == 0, i == n - 1) for i in range(n))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         k = self.shape.k_tx
         uq = self.inp(u)
-        q = self.state(uq.value[:, :k])
-        g = uq.value[:, k:].reshape(-1, k, k)
-        x = v = None
+        # torch.split exports as an ONNX Split: on chip qphy's split layer (a Slice has none).
+        q_in, g_in = torch.split(uq.value, [k, k * k], dim=1)
+        q = self.quant.state(q_in)
+        g = g_in.reshape(-1, k, k)
+        x = xp = v = None
         outs = []
         for layer in self.layers:
-            x, v = layer(self.state, self.out, q, g, x, v)
+            x, xp, v = layer(self.quant, q, g, x, xp, v)
             outs.append(getattr(x, "value", x))
         return torch.stack(outs) if self.training else outs[-1]
 
@@ -152,8 +171,12 @@ def from_float(model: QuantDetNetIID, det: DetNet) -> None:
         ql.fc_r.weight.copy_(torch.cat([w2, w2]))
         ql.fc_r.bias.copy_(torch.cat([b2 + t, b2 - t]))
         m_r = torch.cat([eye_k, -eye_k], dim=1) * (mix / t.abs())
-        ql.mix_x.weight.copy_(m_r if ql.first else torch.cat([m_r, (1 - mix) * eye_k], dim=1))
+        m_x = m_r if ql.first else torch.cat([m_r, (1 - mix) * eye_k, -(1 - mix) * eye_k], 1)
+        ql.mix_x.weight.copy_(m_x)
         ql.mix_x.bias.fill_(-mix)
+        if not ql.last:  # the pair [x_l, -x_l] through the ReLU: x_l = x_l+ - x_l-
+            ql.mix_p.weight.copy_(torch.cat([m_x, -m_x]))
+            ql.mix_p.bias.copy_(torch.cat([torch.full((k,), -mix), torch.full((k,), mix)]))
         if ql.last:
             continue
         if ql.first:  # v_1 = mix * v_new: the mix folds into fc_v

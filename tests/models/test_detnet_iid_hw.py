@@ -46,13 +46,15 @@ def _unquantized(model: QuantDetNetIID, u: torch.Tensor) -> torch.Tensor:
 
     k = model.shape.k_tx
     q, g = u[:, :k], u[:, k:].reshape(-1, k, k)
-    x = v = None
+    x = xp = v = None
     for lay in model.layers:
         c = q if lay.first else torch.cat([q, x, (g @ x.unsqueeze(-1)).squeeze(-1), v], 1)
         z = torch.relu(linear(c, lay.fc.weight, lay.fc.bias))
         r = torch.relu(linear(z, lay.fc_r.weight, lay.fc_r.bias))
-        x_new = linear(r if lay.first else torch.cat([r, x], 1), lay.mix_x.weight, lay.mix_x.bias)
+        m = r if lay.first else torch.cat([r, xp], 1)
+        x_new = linear(m, lay.mix_x.weight, lay.mix_x.bias)
         if not lay.last:
+            xp = torch.relu(linear(m, lay.mix_p.weight, lay.mix_p.bias))
             vn = linear(z, lay.fc_v.weight, lay.fc_v.bias)
             v = vn if lay.first else linear(torch.cat([vn, v], 1), lay.mix_v.weight, lay.mix_v.bias)
         x = x_new
@@ -95,9 +97,9 @@ def test_qat_through_the_trainer_and_export_is_integer_exact(tmp_path):
     x = golden_inputs(cfg, model, 24)
     report = export_verified(model, x, tmp_path / "exp", {"variant": cfg.name})
     assert report["qonnx_matches_torch"] and report["vectors_checked"] == 24
-    # one input, one state quantizer per use, two ReLUs, the output: all compared
-    assert len(report["activation_quantizers_checked"]) == 10
-    assert report["weight_quantizers_checked"] == 7
+    # input, q; layer 1: ReLU, r, x_1, v_1, pair; layer 2: gx, ReLU, r, x_2 (output)
+    assert len(report["activation_quantizers_checked"]) == 11
+    assert report["weight_quantizers_checked"] == 8
     assert report["saturating_vectors"] == 12
     saved = json.loads((tmp_path / "exp" / "export_report.json").read_text())
     assert saved["variant"] == cfg.name
