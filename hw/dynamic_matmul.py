@@ -157,3 +157,48 @@ def pin_dynamic_folding(model: ModelWrapper) -> ModelWrapper:
                 inst.set_nodeattr("PE", 1)
                 inst.set_nodeattr("SIMD", 1)
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# RTL export and stitching of a dynamic MVAU: its weight stream passes through FINN's dynamic
+# loader (finn-rtllib dynload: a double-buffered weight store) between the graph's stream and
+# the MVAU's ``in1_V`` port, where a constant MVAU has its memstream.
+# ---------------------------------------------------------------------------------------------
+
+
+def dynload_entry(inst, gen_dir, src_dir, files: list[str], copy) -> dict:
+    """The manifest's ``memstream`` entry of a dynamic MVAU (``dynamic``: True, no init file);
+    copies the loader's sources with ``copy(src, dst_dir)`` into ``files``."""
+    from pathlib import Path
+
+    from hw.toolchain import finn_rtllib_dir
+
+    wrapper = next(Path(gen_dir).glob("*_dynamic_load_wrapper.v"))
+    for f in (wrapper, finn_rtllib_dir() / "dynload/hdl/dynamic_load.sv"):
+        files.append(copy(f, src_dir))
+    return {
+        "module": wrapper.stem,
+        "dynamic": True,
+        "width_bits": int(inst.get_instream_width_padded(1)),
+    }
+
+
+def dynload_instance(node, sources: dict, wanted: dict, instance, connections, module_ports):
+    """SystemVerilog lines of the loader of a dynamic MVAU ``node``; rewires ``wanted`` (the
+    MVAU's port map) so the graph's weight stream enters the loader and the loader's output
+    the MVAU's ``in1_V``."""
+    ms = node.memstream
+    w = ms["width_bits"]
+    lines = [
+        f"\twire [{w - 1}:0] {node.name}_w_tdata;",
+        f"\twire {node.name}_w_tvalid;",
+        f"\twire {node.name}_w_tready;",
+    ]
+    ld_wanted = {"ap_clk": "ap_clk", "ap_rst_n": "ap_rst_n"}
+    for sig in ("TDATA", "TVALID", "TREADY"):
+        ld_wanted[f"s_axis_0_{sig}"] = wanted[f"in1_V_{sig}"]
+        ld_wanted[f"m_axis_0_{sig}"] = f"{node.name}_w_{sig.lower()}"
+        wanted[f"in1_V_{sig}"] = f"{node.name}_w_{sig.lower()}"
+    ports = module_ports(sources[ms["module"]], ms["module"])
+    lines.append(instance(ms["module"], f"{node.name}_wdynld", {}, connections(ports, ld_wanted)))
+    return lines

@@ -29,7 +29,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from hw.checks import check_hw_supported, check_qonnx_supported, check_rtl_specialized, host_tail
 from hw.config import FifoSizing, FoldingPreference, HwBuildConfig, Preset
-from hw.dynamic_matmul import drop_weight_reshapes, dynamic_matmul_form
+from hw.dynamic_matmul import drop_weight_reshapes, dynamic_matmul_form, pin_dynamic_folding
 from hw.folding import fold_for_latency
 from hw.steps_graph import (
     convert_graph_layers,
@@ -331,6 +331,7 @@ def step_apply_folding(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
         get_dsp_block(cfg.fpga_part),
         cfg.folding_preference is FoldingPreference.LATENCY,
     )
+    model = pin_dynamic_folding(model)
     model.set_metadata_prop("qphy_folding_target_cycles", str(used))
     return model
 

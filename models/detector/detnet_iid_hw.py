@@ -137,9 +137,12 @@ class QuantDetNetIID(nn.Module):
         k = self.shape.k_tx
         uq = self.inp(u)
         # torch.split exports as an ONNX Split: on chip qphy's split layer (a Slice has none).
-        q_in, g_in = torch.split(uq.value, [k, k * k], dim=1)
+        # K + 1 equal chunks, the K rows of G concatenated again: FINN's FIFO insertion takes
+        # the folded shape of a multi-output layer's FIRST output for all of them, so a split
+        # into outputs of different sizes (K and K^2) cannot be stitched.
+        q_in, *rows = torch.split(uq.value, k, dim=1)
         q = self.quant.state(q_in)
-        g = g_in.reshape(-1, k, k)
+        g = torch.cat(rows, dim=1).reshape(-1, k, k)
         x = xp = v = None
         outs = []
         for layer in self.layers:
