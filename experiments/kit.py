@@ -161,7 +161,9 @@ def finetune_settings(common: dict, s: Any, **own: Any) -> dict:
 # ---- points and rows -----------------------------------------------------------------------
 
 
-def run(name: str, out_dir: Path, points: Sequence[Point], console: Console):
+def run(
+    name: str, out_dir: Path, points: Sequence[Point], console: Console
+) -> tuple[list[dict], list[str]]:
     """Run (or read from the cache) every point: ``(rows, keys computed now)``."""
     return run_points(name, out_dir, list(points), console)
 

@@ -33,6 +33,7 @@ from hw.dynamic_matmul import drop_weight_reshapes, dynamic_matmul_form, pin_dyn
 from hw.folding import fold_for_latency
 from hw.steps_graph import (
     convert_graph_layers,
+    fold_graph_layers,
     insert_forks,
     specialize_graph_layers,
     streamline_graph,
@@ -333,7 +334,7 @@ def step_apply_folding(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
     )
     model = pin_dynamic_folding(model)
     model.set_metadata_prop("qphy_folding_target_cycles", str(used))
-    return model
+    return fold_graph_layers(model, used)
 
 
 def step_minimize_bit_width(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:

@@ -213,3 +213,38 @@ class MergeIdenticalTransposes(Transformation):
                 model.graph.node.remove(other)
                 return model, True
         return model, False
+
+
+#: qphy's RTL layers folded here, with the attribute that sets their lanes per beat.
+_FOLD_ATTR = {
+    "DuplicateStreams_rtl": "PE",
+    "AddStreams_rtl": "PE",
+    "GlobalAccPool_rtl": "PE",
+    "StreamingConcat_rtl": "SIMD",
+    "StreamingSplit_rtl": "SIMD",
+}
+
+
+def fold_graph_layers(model: ModelWrapper, target_cycles: int) -> ModelWrapper:
+    """PE/SIMD of the fork, add, concat, split and sum pool: the fewest lanes that meet the
+    cycles-per-frame target (a divisor of the channels, of every input's channels for a concat
+    or split; the widest when none does). Width converters after folding adapt their
+    neighbours. The max pool keeps its window generator's SIMD (their beats must match)."""
+    import math
+
+    for node in model.graph.node:
+        attr = _FOLD_ATTR.get(node.op_type)
+        if attr is None:
+            continue
+        inst = getCustomOp(node)
+        if node.op_type in ("StreamingConcat_rtl", "StreamingSplit_rtl"):
+            chans = math.gcd(*inst.get_nodeattr("ChannelsPerStream"))
+        elif node.op_type == "AddStreams_rtl":
+            chans = int(inst.get_nodeattr("out_shape")[-1])
+        else:
+            chans = int(inst.get_nodeattr("NumChannels"))
+        for lanes in [d for d in range(1, chans + 1) if chans % d == 0]:
+            inst.set_nodeattr(attr, lanes)
+            if inst.get_exp_cycles() <= target_cycles:
+                break
+    return model

@@ -8,6 +8,8 @@
   this is the only place in qphy that touches it.
 * :func:`require_vivado` finds AMD Vivado (``PATH`` or ``$XILINX_VIVADO/bin``) for bitstreams/.
 * :func:`tool_versions` for reports.
+* :func:`qphy_cache_dir`: where qphy caches compiled artefacts (``QPHY_CACHE_DIR``, default
+  the user's cache directory, never the source tree).
 """
 
 from __future__ import annotations
@@ -33,6 +35,22 @@ _HOW_TO_INSTALL = {
     "g++": "install a C++ compiler (apt-get install g++)",
     "perl": "install perl (apt-get install perl); the Verilator front-end is a perl script",
 }
+
+
+def qphy_cache_dir() -> Path:
+    """qphy's cache root: ``$QPHY_CACHE_DIR``, else ``$XDG_CACHE_HOME/qphy``, else
+    ``~/.cache/qphy`` (absolute; created by whoever writes into it)."""
+    explicit = os.environ.get("QPHY_CACHE_DIR", "")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME", "") or str(Path.home() / ".cache")
+    return (Path(base).expanduser() / "qphy").resolve()
+
+
+def compiler_version(cxx: Path) -> str:
+    """First line of ``cxx --version`` (part of cache keys: the path differs per machine)."""
+    out = subprocess.run([str(cxx), "--version"], capture_output=True, text=True, timeout=30)
+    return (out.stdout.strip().splitlines() or ["unknown"])[0]
 
 
 def in_ci() -> bool:

@@ -122,6 +122,9 @@ def _hw_sim_configs(args: argparse.Namespace, dflt: HwDefaults):
         bench=Bench(args.bench),
         x_random=args.x_random,
         progress=n >= 20_000,
+        jobs=args.jobs,
+        ray_address=args.ray or "",
+        compiler=args.compiler,
     )
     return hw, sim
 
@@ -289,7 +292,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--x-random", action="store_true", help="randomise unknowns (Verilator x-assign unique)"
     )
+    sp.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="harness processes over the vectors (0: cores)",
+    )
+    sp.add_argument(
+        "--ray", metavar="ADDRESS", default=None, help="run the verdict's shards as Ray tasks"
+    )
+    sp.add_argument(
+        "--compiler", default="g++", choices=["g++", "clang++", "auto"], help="harness C++ compiler"
+    )
     sp.set_defaults(func=cmd_build)
+
+    from sim.cache_cli import add_cache_parser
+
+    add_cache_parser(sub)
 
     sp = sub.add_parser("experiment", help="compression experiments (resumable; JSON, table, plot)")
     sp.add_argument("name", help="e.g. fullycon-pruning, fullycon-quantization")

@@ -296,6 +296,7 @@ REPORT_KEYS = (
     "fifo_depths",
     "tool_versions",
     "fifo_model",
+    "coverage",
 )
 
 
@@ -325,6 +326,9 @@ class Report(_Versioned):
     #: How the StreamingFIFOs were simulated: "sized" (finn-rtllib's fifo at the sized depths,
     #: sim/fifos.py) or "gauge" (FINN's unbounded fifo_gauge); "" in reports older than that.
     fifo_model: str = ""
+    #: Accumulator extremes reached vs the widths FINN chose, thresholds crossed, corner
+    #: vectors (sim/coverage.py); {} when not computed.
+    coverage: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -115,6 +115,10 @@ class DeadlockError(BitMismatchError):
         )
 
 
+class AccumulatorOverflowError(PipelineError):
+    """An MVAU accumulator took a value outside the width FINN chose for it (named per layer)."""
+
+
 class LatencyBudgetError(PipelineError):
     """A measured latency exceeds its budget."""
 

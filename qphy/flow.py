@@ -24,7 +24,12 @@ import numpy as np
 from qphy import host
 from qphy.contracts import Manifest, Report
 from qphy.defaults import SATURATE_SCALE
-from qphy.errors import BitMismatchError, LatencyBudgetError, MalformedModelError
+from qphy.errors import (
+    AccumulatorOverflowError,
+    BitMismatchError,
+    LatencyBudgetError,
+    MalformedModelError,
+)
 from qphy.fsutil import StagedDir, atomic_write_json
 from qphy.reference import (
     EXPORT_REPORT,
@@ -177,6 +182,7 @@ def build_and_verify(
     """
     from hw.config import HwBuildConfig  # noqa: PLC0415
     from sim.config import SimConfig  # noqa: PLC0415
+    from sim.coverage import add_corner_vectors  # noqa: PLC0415
     from sim.verdict import build_rtl_sim, simulate  # noqa: PLC0415
 
     hw_cfg, sim_cfg = hw_cfg or HwBuildConfig(), sim_cfg or SimConfig()
@@ -194,12 +200,16 @@ def build_and_verify(
         t0 = time.perf_counter()
         manifest = hw_stage(tmp / "export", tmp / "hw", hw_cfg)
         times["hw_build_s"] = round(time.perf_counter() - t0, 2)
+        if sim_cfg.corner_vectors:  # sim/coverage.py: drive every accumulator to its extremes
+            golden = add_corner_vectors(
+                golden, tmp / "export", tmp / "hw", manifest.host, tmp / "sim"
+            )
         _, _, verified = vectors_stage(golden, manifest, tmp / "sim")
         times["verilator_build_s"] = round(build_rtl_sim(tmp / "hw", tmp / "sim", sim_cfg), 2)
         t0 = time.perf_counter()
         try:
             report = simulate(tmp / "hw", tmp / "sim", sim_cfg, golden.variant)
-        except (BitMismatchError, LatencyBudgetError) as exc:
+        except (BitMismatchError, LatencyBudgetError, AccumulatorOverflowError) as exc:
             failure = exc  # the report is written; publish it, then raise
             report = Report.read(tmp / "sim" / "run" / Report.FILE)
         times["simulation_s"] = round(time.perf_counter() - t0, 2)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qphy.config import reject_unknown_keys
-from qphy.defaults import BUDGET_US, CACHE_DIR, SIM_SEED, SIM_VECTORS
+from qphy.defaults import BUDGET_US, SIM_SEED, SIM_VECTORS
 from qphy.errors import ConfigError
+from sim.cache import default_harness_cache
 
 
 class Bench(enum.StrEnum):
@@ -43,8 +44,21 @@ class SimConfig:
         x_random: Build the harness with unknowns randomised (``--x-assign/--x-initial
             unique``, a per-run seed) instead of set to zero: a design that only works from
             zeroed registers fails then.
-        harness_cache: Where compiled harnesses are cached by design content (absolute).
+        harness_cache: Where compiled harnesses are cached by design content (absolute;
+            default ``$QPHY_CACHE_DIR/harness``, i.e. ``~/.cache/qphy/harness``).
         progress: Show a progress bar during long harness runs.
+        jobs: Harness processes the vectors are split over (disjoint slices, each from reset
+            with its own backpressure seed); 0 means one per CPU core.
+        ray_address: Run the shards as Ray tasks on this cluster (``auto``, ``ray://...``,
+            ``local`` for an in-process instance); "" runs them here.
+        bulk_no_assert: With several shards and more than ``ASSERT_SHARD_VECTORS`` vectors, shard
+            0 keeps the RTL assertions over at least that many vectors while the other shards
+            run a ``--no-assert`` build (faster).
+        compiler: C++ compiler of the harness: ``g++``, ``clang++`` or ``auto`` (clang++ when
+            installed).
+        corner_vectors: End the verdict's vectors with those that drive every MVAU accumulator
+            to its extremes (sim/coverage.py; they replace vectors generated beyond the
+            export's golden ones, so a run needs more vectors than the export holds).
     """
 
     n_vectors: int = SIM_VECTORS
@@ -58,8 +72,13 @@ class SimConfig:
     stall_limit_cycles: int = 100_000
     bench: Bench = Bench.HARNESS
     x_random: bool = False
-    harness_cache: Path = CACHE_DIR / "harness"
+    harness_cache: Path = field(default_factory=default_harness_cache)
     progress: bool = False
+    jobs: int = 0
+    ray_address: str = ""
+    bulk_no_assert: bool = True
+    compiler: str = "g++"
+    corner_vectors: bool = True
 
     def __post_init__(self) -> None:
         if self.n_vectors < 1:
@@ -72,6 +91,10 @@ class SimConfig:
             raise ConfigError(f"budget_us must be > 0, got {self.budget_us}")
         if not Path(self.harness_cache).is_absolute():
             raise ConfigError(f"harness_cache must be an absolute path, got {self.harness_cache}")
+        if self.jobs < 0:
+            raise ConfigError(f"jobs must be >= 0 (0: one per core), got {self.jobs}")
+        if self.compiler not in ("g++", "clang++", "auto"):
+            raise ConfigError(f"compiler must be g++, clang++ or auto, got {self.compiler!r}")
         if self.n_burst < 2:
             raise ConfigError(f"n_burst must be >= 2, got {self.n_burst}")
 

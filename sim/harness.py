@@ -91,7 +91,9 @@ def _link_mem(mem_dir: Path, run_dir: Path) -> None:
     elif dest.is_dir():
         shutil.rmtree(dest)
     try:
-        dest.symlink_to(Path(mem_dir).resolve(), target_is_directory=True)
+        # Relative: a build staged in a temporary folder and renamed keeps a working link.
+        rel = os.path.relpath(Path(mem_dir).resolve(), run_dir.resolve())
+        dest.symlink_to(rel, target_is_directory=True)
     except OSError:
         shutil.copytree(mem_dir, dest)
 

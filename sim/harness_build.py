@@ -2,14 +2,17 @@
 
 :func:`build_harness` compiles the stitched design (sources and top as
 :func:`sim.rtl_sources.prepare_sources` returns them) together with ``sim/harness/
-qphy_harness.cpp`` into one executable. Builds are cached by content: the key hashes every
-source's name and bytes, the harness C++, the Verilator/C++ flags, the tool paths and the
-options, so the same design is compiled once per cache directory.
+qphy_harness.cpp`` into one executable. Builds are cached by content (:mod:`sim.cache`: the
+sources with staging paths normalised, the harness C++, the flags and the tool versions), so
+the same design is compiled once per cache directory, across builds and checkouts.
+
+Every tool runs in its own process group; on any exception (a time-out, Ctrl-C, SIGTERM turned
+into an exception by the CLI, SystemExit) the group is terminated (SIGTERM, then SIGKILL) and the
+build's temporary directory removed, so a killed build leaves the cache usable.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw.toolchain import require_tool, tool_env, verilator_version
+from hw.toolchain import compiler_version, find_tool, require_tool, tool_env, verilator_version
 from qphy.errors import PipelineError
+from sim import cache
 from sim.verilator import COMPILE_OPT, DEFINES, VERILATOR_ARGS, SimulationTimeout, wait_limited
 
 log = logging.getLogger(__name__)
@@ -30,7 +34,10 @@ log = logging.getLogger(__name__)
 #: The harness C++ main (part of the cache key).
 HARNESS_CPP = Path(__file__).parent / "harness" / "qphy_harness.cpp"
 #: Bump when the build recipe changes in a way the key would not see.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: clang++ (when chosen): measured 1.18x g++ -O1's simulation speed on the default FullyCon;
+#: it needs libatomic, and any -march crashed it (see docs/verification.md).
+CLANG_OPT = ["OPT_FAST=-O2", "OPT_SLOW=-O0", "OPT_GLOBAL=-O2"]
 #: Parallel make jobs (the CI and dev machines have 2 cores).
 MAKE_JOBS = 2
 _X_FAST = ("--x-assign", "fast", "--x-initial", "fast")
@@ -89,15 +96,17 @@ def _verilator_args(x_random: bool, threads: int) -> list[str]:
     return args
 
 
-def _cache_key(sources: Sequence[Path], top: str, flags: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    h.update(f"qphy-harness-{CACHE_VERSION}\0{top}\0".encode())
-    h.update("\0".join(flags).encode() + b"\0")
-    h.update(HARNESS_CPP.read_bytes())
-    for src in sources:
-        h.update(Path(src).name.encode() + b"\0")
-        h.update(hashlib.sha256(Path(src).read_bytes()).digest())
-    return h.hexdigest()
+def choose_compiler(name: str = "g++") -> tuple[Path, list[str], list[str]]:
+    """(compiler, make optimisation variables, extra Verilator args) for ``name``: ``g++``,
+    ``clang++`` or ``auto`` (clang++ when installed, else g++)."""
+    if name == "auto":
+        name = "clang++" if find_tool("clang++") is not None else "g++"
+    if name not in ("g++", "clang++"):
+        raise HarnessBuildError(f"harness build: unknown compiler {name!r} (g++, clang++, auto)")
+    cxx = require_tool(name)
+    if name == "clang++":
+        return cxx, list(CLANG_OPT), ["-LDFLAGS", "-latomic"]
+    return cxx, list(COMPILE_OPT), []
 
 
 def _run_tool(cmd: Sequence[str], cwd: Path, log_path: Path, deadline: float, env: dict) -> None:
@@ -134,6 +143,9 @@ def build_harness(
     threads: int = 1,
     x_random: bool = False,
     timeout_s: float = 900.0,
+    assertions: bool = True,
+    compiler: str = "g++",
+    max_cache_bytes: int = cache.DEFAULT_MAX_BYTES,
 ) -> HarnessBuild:
     """Compile the harness for a design, or reuse the cached executable of the same content.
 
@@ -145,6 +157,10 @@ def build_harness(
         x_random: ``--x-assign unique --x-initial unique`` (unknowns randomised at run time
             from the run's seed) instead of Verilator's fast default.
         timeout_s: Wall-clock limit of the whole build.
+        assertions: False builds with ``--no-assert`` (the RTL's assertions are skipped:
+            1.12x faster simulation; keep one asserting run beside such bulk runs).
+        compiler: ``g++``, ``clang++`` or ``auto`` (see :func:`choose_compiler`).
+        max_cache_bytes: The cache is pruned to this size after a build (LRU).
 
     Returns:
         The build (``build_s`` 0.0 when cached). Raises ToolNotFound for a missing verilator,
@@ -152,31 +168,43 @@ def build_harness(
     """
     verilator = require_tool("verilator")
     make = require_tool("make")
-    cxx = require_tool("g++")
+    cxx, opt, cxx_args = choose_compiler(compiler)
     sources = [Path(s).resolve() for s in sources]
     if not sources:
         raise HarnessBuildError("harness build: no HDL sources given")
     for src in sources:
         if not src.is_file():
             raise HarnessBuildError(f"harness build: source {src} does not exist")
-    vargs = _verilator_args(x_random, threads)
+    vargs = _verilator_args(x_random, threads) + cxx_args
+    if not assertions:
+        vargs.append("--no-assert")
     defines = [f"-D{k}={v}" for k, v in DEFINES.items()]
     make_vars = [
         f"CXX={cxx}",
         f"LINK={cxx}",
         "CFG_CXXFLAGS_PCH_I=-include",
         f"PYTHON3={sys.executable}",
-        *COMPILE_OPT,
+        *opt,
     ]
     vlt_text = STREAMS_VLT.format(top=top)
-    flags = [*vargs, *defines, *make_vars, str(verilator), verilator_version(), f"x={x_random}"]
-    flags.append(vlt_text)
-    key = _cache_key(sources, top, flags)
+    # Tool versions, not paths, in the key (paths differ per checkout and venv).
+    flags = [
+        f"qphy-harness-{CACHE_VERSION}",
+        *vargs,
+        *defines,
+        *opt,
+        verilator_version().split(" ")[0],
+        compiler_version(cxx),
+        f"x={x_random}",
+        vlt_text,
+    ]
+    key = cache.design_key(sources, top, flags, extra=[HARNESS_CPP.read_bytes()])
     build_dir = Path(build_dir).resolve()
     entry = build_dir / key[:16]
     binary = entry / _BINARY
-    if binary.is_file() and (entry / "harness.json").is_file():
+    if binary.is_file() and (entry / cache.META).is_file():
         log.info("harness cache hit: %s", binary)
+        cache.touch(entry)
         return HarnessBuild(binary, 0.0, True, key, x_random)
 
     t0 = time.monotonic()
@@ -226,7 +254,14 @@ def build_harness(
         shutil.move(obj / _BINARY, tmp / _BINARY)
         shutil.rmtree(obj)
         build_s = time.monotonic() - t0
-        meta = {"key": key, "top": top, "x_random": x_random, "threads": threads}
+        meta = {
+            "key": key,
+            "top": top,
+            "x_random": x_random,
+            "threads": threads,
+            "assertions": assertions,
+            "compiler": compiler_version(cxx),
+        }
         (tmp / "harness.json").write_text(json.dumps({**meta, "build_s": build_s}, indent=1))
         try:
             tmp.rename(entry)
@@ -237,5 +272,6 @@ def build_harness(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    cache.prune(build_dir, max_cache_bytes, keep=entry)
     log.info("harness built in %.1f s: %s", build_s, binary)
     return HarnessBuild(binary, build_s, False, key, x_random)

@@ -117,7 +117,7 @@ class Bench:
 def stream_states(dut) -> list[dict]:
     """Handshake state of the top's streams (``NAME_tvalid``/``NAME_tready`` pairs), as the
     compiled harness reports it at a deadlock."""
-    handles = {h._name: h for h in dut}
+    handles = {h._name.rsplit(".", 1)[-1]: h for h in dut}
     states = []
     for name, valid in sorted(handles.items()):
         base = name.removesuffix("_tvalid")

@@ -24,7 +24,13 @@ import numpy as np
 
 from hw.toolchain import tool_versions
 from qphy.contracts import Manifest, Report, SimJob
-from qphy.errors import BitMismatchError, DeadlockError, LatencyBudgetError, PipelineError
+from qphy.errors import (
+    AccumulatorOverflowError,
+    BitMismatchError,
+    DeadlockError,
+    LatencyBudgetError,
+    PipelineError,
+)
 from qphy.fsutil import atomic_write_json, atomic_write_text
 from sim.config import Bench, SimConfig
 from sim.fifos import fifo_model, stalled_streams
@@ -38,6 +44,8 @@ VECTORS_IN = "vectors_in.npy"
 VECTORS_EXPECTED = "vectors_expected.npy"
 #: File in the sim dir naming the compiled harness (which lives in the content-hashed cache).
 HARNESS_LINK = "harness_binary.txt"
+#: The same for the ``--no-assert`` build of the bulk shards (sim/shards.py), when built.
+HARNESS_LINK_BULK = "harness_binary_noassert.txt"
 
 
 def build_rtl_sim(hw_dir: Path, sim_dir: Path, sim_cfg: SimConfig) -> float:
@@ -48,16 +56,29 @@ def build_rtl_sim(hw_dir: Path, sim_dir: Path, sim_cfg: SimConfig) -> float:
     t0 = time.perf_counter()
     if sim_cfg.bench is Bench.HARNESS:
         from sim.harness_build import build_harness  # noqa: PLC0415
+        from sim.shards import plan  # noqa: PLC0415
 
-        built = build_harness(
-            design.sources,
-            design.top,
-            sim_cfg.harness_cache,
-            x_random=sim_cfg.x_random,
-            timeout_s=sim_cfg.build_timeout_s,
-        )
-        atomic_write_text(Path(sim_dir) / HARNESS_LINK, str(built.binary))
-        seconds = built.build_s
+        shards = plan(sim_cfg.n_vectors, sim_cfg.jobs, sim_cfg.bulk_no_assert)
+        seconds = 0.0
+        builds = {}
+        # The asserting build always; the --no-assert one when bulk shards will use it.
+        for assertions in sorted({True} | {s.assertions for s in shards}, reverse=True):
+            built = build_harness(
+                design.sources,
+                design.top,
+                sim_cfg.harness_cache,
+                x_random=sim_cfg.x_random,
+                timeout_s=sim_cfg.build_timeout_s,
+                assertions=assertions,
+                compiler=sim_cfg.compiler,
+            )
+            link = HARNESS_LINK if assertions else HARNESS_LINK_BULK
+            atomic_write_text(Path(sim_dir) / link, str(built.binary))
+            builds["asserting" if assertions else "no_assert"] = round(built.build_s, 2)
+            seconds += built.build_s
+        if "no_assert" not in builds:
+            (Path(sim_dir) / HARNESS_LINK_BULK).unlink(missing_ok=True)
+        atomic_write_json(Path(sim_dir) / "harness_builds.json", builds)
     else:
         build(design.sources, design.top, Path(sim_dir) / "obj", sim_cfg.build_timeout_s)
         seconds = time.perf_counter() - t0
@@ -119,28 +140,38 @@ def run_cocotb(
 
 
 def _run_harness(manifest, sim_dir, run_dir, inputs, expected, sim_cfg, mem_dir):
-    from sim.harness import run_harness  # noqa: PLC0415
+    from sim.shards import RunSpec, run_sharded  # noqa: PLC0415
 
-    link = sim_dir / HARNESS_LINK
-    binary = Path(link.read_text().strip()) if link.is_file() else None
-    if binary is None or not binary.is_file():
+    binaries = {}
+    for assertions, name in ((True, HARNESS_LINK), (False, HARNESS_LINK_BULK)):
+        link = sim_dir / name
+        binary = Path(link.read_text().strip()) if link.is_file() else None
+        if binary is not None and binary.is_file():
+            binaries[assertions] = binary
+    if True not in binaries:
         raise PipelineError(f"{sim_dir} has no compiled harness; build it with bench=harness")
-    r = run_harness(
-        binary,
-        mem_dir,
-        inputs,
-        manifest.input,
-        manifest.output,
-        int(expected.shape[1]),
-        run_dir=run_dir,
+    spec = RunSpec(
+        in_stream=manifest.input,
+        out_stream=manifest.output,
+        n_out_elems=int(expected.shape[1]),
         seed=sim_cfg.seed,
         source_pause_prob=sim_cfg.source_pause_prob,
         sink_pause_prob=sim_cfg.sink_pause_prob,
         n_burst=sim_cfg.n_burst,
         stall_limit_cycles=sim_cfg.stall_limit_cycles,
         timeout_s=sim_cfg.sim_timeout_s,
-        progress=sim_cfg.progress,
         x_seed=sim_cfg.seed if sim_cfg.x_random else None,
+    )
+    r, shards = run_sharded(
+        binaries,
+        mem_dir,
+        inputs,
+        spec,
+        run_dir,
+        jobs=sim_cfg.jobs,
+        bulk_no_assert=sim_cfg.bulk_no_assert,
+        ray_address=sim_cfg.ray_address,
+        progress=sim_cfg.progress,
     )
     res = {
         "latency_cycles": r.latency_cycles,
@@ -151,10 +182,29 @@ def _run_harness(manifest, sim_dir, run_dir, inputs, expected, sim_cfg, mem_dir)
         "sim_cycles": r.sim_cycles,
         "cycles_per_s": round(r.cycles_per_s),
         "streams": list(r.streams),
+        "shards": shards,
     }
     atomic_write_json(run_dir / "results.json", res)
     np.save(run_dir / "actual.npy", r.actual)
     return res, r.actual
+
+
+def _coverage(hw_dir: Path, sim_dir: Path, inputs: np.ndarray, expected: np.ndarray) -> dict:
+    """The report's coverage block (sim/coverage.py) over the vectors simulated."""
+    from sim.coverage import CORNERS_FILE, coverage, load_layers  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    corners = {"count": 0, "note": "not generated"}
+    if (sim_dir / CORNERS_FILE).is_file():
+        corners = json.loads((sim_dir / CORNERS_FILE).read_text())
+    layers, in_range, unsupported = load_layers(hw_dir)
+    if unsupported or not layers:
+        return {"unsupported": unsupported or ["no MVAU"]}
+    block = coverage(layers, in_range, inputs, int(corners["count"]), expected)
+    if corners.get("note"):
+        block["corner_note"] = corners["note"]
+    block["coverage_s"] = round(time.perf_counter() - t0, 2)
+    return block
 
 
 def first_mismatch(expected: np.ndarray, actual: np.ndarray) -> tuple[int, int, int]:
@@ -201,7 +251,11 @@ def simulate(
     sim_s = time.perf_counter() - t0
     res["bench"] = str(sim_cfg.bench)
     report = _report(manifest, hw_report, expected, actual, res, sim_cfg, variant, run_dir, sim_s)
-    report = dataclasses.replace(report, fifo_model=fifo_model(sim_dir / "src"))
+    report = dataclasses.replace(
+        report,
+        fifo_model=fifo_model(sim_dir / "src"),
+        coverage=_coverage(hw_dir, sim_dir, inputs, expected),
+    )
     report.write(run_dir / Report.FILE)
     judge(report, run_dir)
     return report
@@ -236,6 +290,8 @@ def _report(manifest, hw_report, expected, actual, res, sim_cfg, variant, run_di
         "sim_wall_s": round(sim_s, 2),
         "bench": res["bench"],
         "sim_cycles_per_s": round(res["sim_cycles"] / sim_s) if res.get("sim_cycles") else None,
+        "vectors_per_s": round(len(expected) / sim_s, 1) if sim_s > 0 else None,
+        "shards": res.get("shards", []),
     }
     atomic_write_json(run_dir / "details.json", details)
     return Report(
@@ -280,6 +336,11 @@ def judge(report: Report, run_dir: Path) -> None:
             mismatches=max(1, report.mismatches),
             vectors_checked=report.vectors_checked,
         )
+    from sim.coverage import overflows  # noqa: PLC0415
+
+    over = overflows(report.coverage)
+    if over:
+        raise AccumulatorOverflowError("accumulator overflow: " + "; ".join(over))
     if not report.within_budget:
         raise LatencyBudgetError(
             f"latency {report.latency_cycles} cycles = {report.latency_us} us at "
@@ -300,10 +361,12 @@ def verify_built(
     out_dir = Path(out_dir)
     variant = Report.read(out_dir / Report.FILE).variant
     sim_dir = out_dir / "sim"
+    link = sim_dir / HARNESS_LINK
     built = (
         (sim_dir / "obj").is_dir()
         if sim_cfg.bench is Bench.COCOTB
-        else (sim_dir / HARNESS_LINK).is_file()
+        # The cached executable may have been pruned since (sim/cache.py): rebuild then.
+        else link.is_file() and Path(link.read_text().strip()).is_file()
     )
     if not built:  # the build was verified with the other bench: compile this one's model
         build_rtl_sim(out_dir / "hw", sim_dir, sim_cfg)

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,16 +53,38 @@ class SimulationTimeout(PipelineError):
     """A Verilator build or simulation ran past its wall-clock limit (e.g. a hang at time 0)."""
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def terminate_group(proc: subprocess.Popen, grace_s: float = 2.0) -> None:
+    """End ``proc``'s whole process group (started with ``start_new_session``): SIGTERM, then
+    SIGKILL for whatever is left after ``grace_s`` (make's compilers, a hanging harness)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not _group_alive(proc.pid):
+            break
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def wait_limited(proc: subprocess.Popen, timeout_s: float) -> int | None:
     """``proc``'s exit code, or None when it ran past ``timeout_s``. On a time-out or any
-    interruption (Ctrl-C) its whole process group (started with ``start_new_session``) is
-    killed first: a simulation hanging at time 0 escapes cocotb's and Verilator's own limits."""
+    interruption (Ctrl-C, SIGTERM turned into an exception, SystemExit) its whole process group
+    is terminated first (:func:`terminate_group`): a simulation hanging at time 0 escapes
+    cocotb's and Verilator's own limits, and no compiler may outlive a killed build."""
     try:
         return proc.wait(timeout=timeout_s)
     except BaseException as exc:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        terminate_group(proc)
         if isinstance(exc, subprocess.TimeoutExpired):
             return None
         raise

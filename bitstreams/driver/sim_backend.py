@@ -80,9 +80,9 @@ class SimBackend(Accelerator):
                 "(OUT/hw/rtl); a board directory holds only the bitstream"
             )
         if cache_dir is None:
-            from qphy.defaults import CACHE_DIR  # noqa: PLC0415
+            from sim.cache import default_harness_cache  # noqa: PLC0415
 
-            cache_dir = CACHE_DIR / "harness"
+            cache_dir = default_harness_cache()
         self.manifest = Manifest.read(rtl_dir / "manifest.json")
         self.clock_mhz = float(self.manifest.clock_mhz)
         self._own_work = work_dir is None

@@ -22,7 +22,8 @@ module qphy_concat #(
 	input  wire                          m_axis_tready
 );
 	localparam int unsigned MAX_FOLD = 1 << 20;
-	logic [$clog2(N_IN+1)-1:0] sel;
+	localparam int unsigned SEL_BITS = N_IN > 1 ? $clog2(N_IN) : 1;
+	logic [SEL_BITS-1:0] sel;
 	logic [$clog2(MAX_FOLD)-1:0] cnt;
 	assign m_axis_tvalid = s_axis_tvalid[sel];
 	always_comb begin
@@ -30,7 +31,7 @@ module qphy_concat #(
 		s_axis_tready[sel] = m_axis_tready;
 		m_axis_tdata = '0;
 		for (int unsigned i = 0; i < N_IN; i++) begin
-			if (sel == i) begin
+			if (sel == SEL_BITS'(i)) begin
 				for (int unsigned j = 0; j < SIMD; j++) begin
 					automatic logic [MAX_IN_BITS-1:0] v =
 						s_axis_tdata[(i*SIMD + j)*MAX_IN_BITS +: MAX_IN_BITS];

@@ -17,7 +17,8 @@ module qphy_split #(
 	input  wire [N_OUT-1:0]        m_axis_tready
 );
 	localparam int unsigned MAX_FOLD = 1 << 20;
-	logic [$clog2(N_OUT+1)-1:0] sel;
+	localparam int unsigned SEL_BITS = N_OUT > 1 ? $clog2(N_OUT) : 1;
+	logic [SEL_BITS-1:0] sel;
 	logic [$clog2(MAX_FOLD)-1:0] cnt;
 	assign m_axis_tdata = {N_OUT{s_axis_tdata}};
 	assign s_axis_tready = m_axis_tready[sel];

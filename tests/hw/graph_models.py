@@ -50,7 +50,7 @@ def _models():
             return self.fc(y.flatten(1))
 
     class Fire(nn.Module):
-        """SqueezeNet fire module on 4x6x6: squeeze 1x1 (2), expand 1x1 (3) || 3x3 (5), concat."""
+        """SqueezeNet fire module on 4x6x6: squeeze 1x1 (2), expand 1x1 (4) || 3x3 (4), concat."""
 
         shape = (4, 6, 6)
 
@@ -59,8 +59,8 @@ def _models():
             self.inp = qnn.QuantIdentity(bit_width=4, return_quant_tensor=True)
             self.sq = qnn.QuantConv2d(4, 2, 1, weight_bit_width=4)
             self.rs = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
-            self.e1 = qnn.QuantConv2d(2, 3, 1, weight_bit_width=4)
-            self.e3 = qnn.QuantConv2d(2, 5, 3, padding=1, weight_bit_width=4)
+            self.e1 = qnn.QuantConv2d(2, 4, 1, weight_bit_width=4)
+            self.e3 = qnn.QuantConv2d(2, 4, 3, padding=1, weight_bit_width=4)
             self.re = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
             self.fc = qnn.QuantLinear(8 * 36, 4, bias=True, weight_bit_width=4)
 

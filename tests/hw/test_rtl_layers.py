@@ -23,8 +23,16 @@ from hw.layers.wrapper import RTL_DIR
 from hw.stitch import module_ports
 from qphy.contracts import NodeSpec
 from qphy.errors import DeadlockError
+from tests.tools import tool_or_skip
 
 pytestmark = pytest.mark.rtl
+
+
+@pytest.fixture(autouse=True)
+def _verilator():
+    """A skip locally, a failure in CI (as tests/sim's verilator fixture)."""
+    return tool_or_skip("verilator", "run `make setup`")
+
 
 RNG_SEED = 20
 

@@ -97,3 +97,43 @@ def test_too_shallow_fifo_is_a_named_deadlock(verilator, tmp_path):
     # The fork waits on the full FIFO; the accumulator branch is starved, not stalled.
     assert "fifo_in" in info.value.stalled and "acc_in" not in info.value.stalled
     assert json.loads((tmp_path / f"run{FRAME // 2}" / "results.json").read_text())["deadlock"]
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_cocotb_bench_names_the_same_deadlock(verilator, tmp_path):
+    """The cocotb bench on the same too-shallow FIFO reports the same stalled streams."""
+    from qphy.contracts import SimJob
+    from sim.fifos import stalled_streams
+    from sim.verdict import TB_MODULE
+    from sim.verilator import build, run_test
+
+    sources = _fifo_sources(tmp_path / "src", FRAME // 2)
+    build(sources, "qphy_forkjoin", tmp_path / "obj", 900)
+    x = np.random.default_rng(3).integers(0, 256, (20, FRAME), dtype=np.int64)
+    run = tmp_path / "run"
+    run.mkdir()
+    np.save(run / "inputs.npy", x)
+    np.save(run / "expected.npy", x + x.sum(axis=1, keepdims=True))
+    job = SimJob(
+        str(run / "inputs.npy"),
+        str(run / "expected.npy"),
+        str(run / "actual.npy"),
+        str(run / "results.json"),
+        IN_STREAM,
+        OUT_STREAM,
+        FRAME,
+        5.0,
+        5,
+        0.3,
+        0.3,
+        8,
+        STALL_LIMIT,
+    )
+    job.write(run / SimJob.FILE)
+    run_test(tmp_path / "obj", "qphy_forkjoin", TB_MODULE, run, [f"+qphy_job={run / SimJob.FILE}"],
+             600, 5)  # fmt: skip
+    res = json.loads((run / "results.json").read_text())
+    assert res["deadlock"] and res["deadlock_phase"] == "latency"
+    stalled = stalled_streams(res["streams"])
+    assert "fifo_in" in stalled and "acc_in" not in stalled
