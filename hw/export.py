@@ -146,7 +146,11 @@ def _node_entry(node, src_dir: Path, mem_dir: Path, rtllib: Path) -> dict:
         "thresholds_prefix": None,
         "fifo_depth": None,
     }
-    if node.op_type.startswith("MVAU"):
+    if node.op_type.startswith("MVAU") and inst.get_nodeattr("mem_mode") == "dynamic":
+        from hw.dynamic_matmul import dynload_entry
+
+        entry["memstream"] = dynload_entry(inst, gen_dir, src_dir, files, _copy_unique)
+    elif node.op_type.startswith("MVAU"):
         if inst.get_nodeattr("mem_mode") != "internal_decoupled":
             raise PipelineError(
                 f"{node.name}: mem_mode {inst.get_nodeattr('mem_mode')} "

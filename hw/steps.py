@@ -29,6 +29,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from hw.checks import check_hw_supported, check_qonnx_supported, check_rtl_specialized, host_tail
 from hw.config import FifoSizing, FoldingPreference, HwBuildConfig, Preset
+from hw.dynamic_matmul import drop_weight_reshapes, dynamic_matmul_form, pin_dynamic_folding
 from hw.folding import fold_for_latency
 from hw.legalize import BipolarToInt2, PreferRtl, SplitHostHead, SplitHostPost
 from hw.steps_graph import (
@@ -240,7 +241,7 @@ def step_streamline(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
-    model = streamline_graph(model.transform(Streamline()))
+    model = streamline_graph(dynamic_matmul_form(model).transform(Streamline()))
     if any(n.op_type == "Conv" for n in model.graph.node):
         model = model.transform(LowerConvsToMatMul())
         for _ in range(2):  # absorbing one transpose can make its neighbour absorbable
@@ -272,7 +273,7 @@ def step_convert_to_hw(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
     model = model.transform(InferConvInpGen())
     model = model.transform(InferThresholdingLayer())
     model = model.transform(InferQuantizedMatrixVectorActivation())
-    model = insert_forks(model)
+    model = insert_forks(drop_weight_reshapes(model))
     model = model.transform(InferDataLayouts())
     model = model.transform(RemoveCNVtoFCFlatten())
     model = _tidy(model).transform(PreferRtl())
@@ -349,6 +350,7 @@ def step_apply_folding(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
         get_dsp_block(cfg.fpga_part),
         cfg.folding_preference is FoldingPreference.LATENCY,
     )
+    model = pin_dynamic_folding(model)
     model.set_metadata_prop("qphy_folding_target_cycles", str(used))
     if cfg.optimize is not None:  # the search overrides the target-driven folding
         from hw.optimize import search

@@ -147,7 +147,11 @@ def node_instance(node: NodeSpec, sources: dict[str, str], streams: dict[str, st
     if node.thresholds_prefix:
         params["THRESHOLDS_PATH"] = f'"{node.thresholds_prefix}"'
     ms = node.memstream
-    if ms:
+    if ms and ms.get("dynamic"):  # the weights come from a graph stream (hw/dynamic_matmul.py)
+        from hw.dynamic_matmul import dynload_instance
+
+        lines += dynload_instance(node, sources, wanted, _instance, _connections, module_ports)
+    elif ms:
         w = ms["width_bits"]
         lines += [
             f"\twire [{w - 1}:0] {node.name}_w_tdata;",

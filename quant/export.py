@@ -107,8 +107,12 @@ def qonnx_traces(model: ModelWrapper, x: np.ndarray) -> tuple[list[QuantizerTrac
     return traces, np.asarray(ctx[model.graph.output[0].name])
 
 
-def check_weights(torch_model: torch.nn.Module, model: ModelWrapper) -> int:
-    """Weight integers of every QuantLinear/QuantConv2d equal those of its weight Quant node."""
+def check_weights(torch_model: torch.nn.Module, model: ModelWrapper, branched: bool = False) -> int:
+    """Weight integers of every QuantLinear/QuantConv2d equal those of its weight Quant node.
+
+    ``branched``: the graph's node order need not be the modules' order, so each layer is
+    paired with the not yet paired weight node of equal integers (if none, with the first
+    unpaired one, whose mismatch is then reported)."""
     layers = [m for m in torch_model.modules() if isinstance(m, QuantLinear | QuantConv2d)]
     weight_nodes = []
     for node in model.graph.node:
@@ -124,21 +128,28 @@ def check_weights(torch_model: torch.nn.Module, model: ModelWrapper) -> int:
         raise PipelineError(
             f"export has {len(weight_nodes)} weight quantizers, model has {len(layers)} layers"
         )
-    for idx, (layer, node) in enumerate(zip(layers, weight_nodes, strict=True)):
-        qw = layer.quant_weight()
-        ref = _to_ints(qw.value.detach().numpy(), qw.scale.detach().numpy(), f"layer {idx}")
-        from qonnx.custom_op.registry import getCustomOp
+    from qonnx.custom_op.registry import getCustomOp
 
-        out = getCustomOp(node)
+    def node_ints(node, shape) -> np.ndarray:
         ctx = {name: model.get_initializer(name) for name in node.input}
         ctx[node.output[0]] = None
-        out.execute_node(ctx, model.graph)
-        got = ctx[node.output[0]]
-        got_ints = _to_ints(got, model.get_initializer(node.input[1]), node.name)
+        getCustomOp(node).execute_node(ctx, model.graph)
+        got_ints = _to_ints(ctx[node.output[0]], model.get_initializer(node.input[1]), node.name)
         # Gemm may carry the weight transposed relative to torch's (out, in) layout.
-        if got_ints.shape != ref.shape:
-            got_ints = got_ints.T
-        if not np.array_equal(ref, got_ints):
+        return got_ints.T if got_ints.shape != shape else got_ints
+
+    free = list(weight_nodes)
+    for idx, layer in enumerate(layers):
+        qw = layer.quant_weight()
+        ref = _to_ints(qw.value.detach().numpy(), qw.scale.detach().numpy(), f"layer {idx}")
+        node = free[0]
+        if branched:
+            node = next((n for n in free if np.array_equal(node_ints(n, ref.shape), ref)), node)
+        free.remove(node)
+        got_ints = node_ints(node, ref.shape)
+        if got_ints.shape != ref.shape or not np.array_equal(ref, got_ints):
+            if got_ints.shape != ref.shape:
+                raise PipelineError(f"weights of layer {idx}: shape {ref.shape} vs {node.name}")
             where = tuple(int(i) for i in np.argwhere(ref != got_ints)[0])
             raise BitMismatchError(
                 f"weights of layer {idx} ({node.name})",
@@ -179,6 +190,27 @@ def compare_traces(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> None
                 )
 
 
+def compare_traces_dag(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> None:
+    """:func:`compare_traces` for a graph with branches: the exporter's topological order of
+    the Quant nodes need not be Brevitas's call order, so every Brevitas quantizer call is
+    paired with a not yet paired QONNX Quant node of the same shape and equal integers on
+    every vector (a one-to-one pairing); the first one without a partner is a mismatch."""
+    if len(ref) != len(got):
+        raise PipelineError(
+            f"Brevitas has {len(ref)} activation quantizers, the QONNX graph {len(got)}"
+        )
+    free = list(got)
+    for r in ref:
+        same = [g for g in free if g.ints.shape == r.ints.shape]
+        hit = next((g for g in same if np.array_equal(g.ints, r.ints)), None)
+        if hit is None:
+            if not same:
+                raise PipelineError(f"quantizer {r.name}: no QONNX Quant node of its shape")
+            compare_traces([r], [same[0]])  # raises, naming the first differing vector
+            raise PipelineError(f"quantizer {r.name}: unpaired")  # pragma: no cover
+        free.remove(hit)
+
+
 def saturating(x: np.ndarray, scale: float, bits: int = 8) -> np.ndarray:
     """Per vector: does any element fall outside the signed ``bits``-bit quantizer's range?"""
     q = np.round(x / scale).reshape(len(x), -1)
@@ -196,15 +228,19 @@ def export_verified(
     out_dir: Path,
     meta: dict,
     host: HostExtras | None = None,
+    branched: bool = False,
 ) -> dict:
     """Export, verify and write the export directory atomically; returns the report.
 
     ``golden_in`` is ``(n, *input_shape)``; the graph is exported for batch 1 of that shape.
     ``host`` (the target's input pre-processing and hard decision) is stored in the model's
     metadata (``qphy_host``), where the hw stage picks it up into the HostSpec; with the
-    ``sign`` decision the BPSK hard decisions are compared too.
+    ``sign`` decision the BPSK hard decisions are compared too. ``branched``: pair the
+    quantizers by their integers, not by order (:func:`compare_traces_dag`).
     """
     host = host or HostExtras()
+    # A model with forks and joins says so itself (the flow's export stage passes no flag).
+    branched = branched or bool(getattr(torch_model, "qphy_branched", False))
     check_decisions = host.decision == "sign"
     with StagedDir(out_dir, "export") as staged:
         tmp = staged.path
@@ -219,10 +255,10 @@ def export_verified(
         qmodel.set_metadata_prop(HOST_META, json.dumps(host.to_json()))
         qmodel.save(str(tmp / MODEL_FILE))
         qmodel = qmodel.transform(InferShapes())
-        n_weights = check_weights(torch_model, qmodel)
+        n_weights = check_weights(torch_model, qmodel, branched)
         ref, t_out = torch_traces(torch_model, golden_in)
         got, q_out = qonnx_traces(qmodel, golden_in)
-        compare_traces(ref, got)
+        (compare_traces_dag if branched else compare_traces)(ref, got)
         dec_t, dec_q = hard_decisions(t_out), hard_decisions(q_out)
         if check_decisions and not np.array_equal(dec_t, dec_q):
             v, i = (int(a) for a in np.argwhere(dec_t != dec_q)[0])

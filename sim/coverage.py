@@ -71,6 +71,9 @@ def load_layers(hw_dir: Path) -> tuple[list[Layer], tuple[int, int], list[str]]:
             unsupported.append(f"{node.name} ({node.op_type})")
             continue
         inst = getCustomOp(node)
+        if node.op_type == "MVAU_rtl" and model.get_initializer(node.input[1]) is None:
+            unsupported.append(f"{node.name} (MVAU_rtl with dynamic weights)")  # hw/dynamic_matmul
+            continue
         if node.op_type == "MVAU_rtl" and inst.get_nodeattr("noActivation") == 1:
             lo, hi = _range(inst.get_nodeattr("accDataType"))
             w = model.get_initializer(node.input[1]).astype(np.float64)

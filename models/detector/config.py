@@ -18,7 +18,8 @@ class QuantConfig:
 
     Attributes:
         arch: ``fullycon`` or ``detnet`` (DetNet with ``layers`` unrolled layers; its hardware
-            form is the ReLU MLP of :mod:`.detnet_hw`, so it needs the fixed channel).
+            form: fixed channel, the ReLU MLP of :mod:`.detnet_hw`; i.i.d. channel, the
+            streamed-channel model of :mod:`.detnet_iid_hw`).
         layers: DetNet's unrolled layers (``detnet`` only).
         bits: Weight/activation widths of the QAT variant; None trains the float model.
         channel: ``fixed`` (the deterministic Toeplitz-0.6 30x20 channel) or ``iid``.
@@ -61,13 +62,6 @@ class QuantConfig:
             raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, not '{self.arch}'")
         if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 1:
             raise ConfigError(f"layers must be a positive integer, got {self.layers!r}")
-        if self.arch == "detnet" and self.channel != "fixed":
-            raise ConfigError(
-                "the detector target's DetNet needs the fixed channel: its hardware form folds "
-                "H^T and H^T H into constant weights (FINN has no RTL layer multiplying two "
-                "streams); train and evaluate the varying-channel DetNet with "
-                "`python -m models.detector.detnet_train`"
-            )
         if self.train_snr_db_min > self.train_snr_db_max:
             raise ConfigError("train_snr_db_min must not exceed train_snr_db_max")
         for name in ("float_steps", "qat_steps", "batch_size", "eval_bits_per_snr"):

@@ -76,6 +76,10 @@ def load_fullycon(path: Path, bits: Bits | None) -> tuple[torch.nn.Module, dict]
 
 
 def _arch(cfg: QuantConfig) -> _Arch:
+    if cfg.arch == "detnet" and cfg.channel == "iid":
+        from models.detector import detnet_iid  # noqa: PLC0415
+
+        return _Arch(detnet_iid.load, detnet_iid.train_float, detnet_iid.train_qat, detnet_iid.meta)
     if cfg.arch == "detnet":
         from models.detector import detnet_hw  # noqa: PLC0415
 
@@ -131,6 +135,10 @@ def evaluate_detector(cfg: QuantConfig, out_dir: Path, ckpt_dir: Path | None = N
     """BER of float, the QAT variant and ZF/MMSE/ML; writes ber.json and ber.png."""
     if cfg.bits is None:
         raise ValueError("evaluate_detector needs the QAT bits")
+    if cfg.arch == "detnet" and cfg.channel == "iid":
+        from models.detector.detnet_iid import evaluate_detector as evaluate_iid  # noqa: PLC0415
+
+        return evaluate_iid(cfg, out_dir, ckpt_dir)
     float_cfg = replace(cfg, bits=None)
     float_model = as_detector(float_cfg, load_or_train(float_cfg, ckpt_dir))
     qat_model = load_or_train(cfg, ckpt_dir)

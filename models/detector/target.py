@@ -52,6 +52,11 @@ class Detector(Target):
         from models.detector.data import detection_config, golden_inputs
         from quant.recipes import INPUT_BITS
 
+        if cfg.arch == "detnet" and cfg.channel == "iid":
+            from models.detector import detnet_iid
+
+            return detnet_iid.golden_inputs(cfg, model, n)
+
         in_scale = float(model.inp.act_quant.scale().detach().reshape(-1)[0])
         return golden_inputs(detection_config(cfg), n, in_scale, cfg.seed + 7, INPUT_BITS)
 

@@ -78,8 +78,8 @@ def test_detnet_config_names_and_checks():
     assert cfg.name == "detnet_l10_w4a4_fixed"
     assert QuantConfig(arch="detnet", layers=3).name == "detnet_l3_float_fixed"
     assert QuantConfig(bits=parse_bits("w4a4")).name == "fullycon_w4a4_fixed"
-    with pytest.raises(ConfigError, match="DetNet needs the fixed channel"):
-        QuantConfig(arch="detnet", channel="iid")
+    # The varying channel has its own hardware form (models/detector/detnet_iid_hw.py).
+    assert QuantConfig(arch="detnet", channel="iid", layers=2).name == "detnet_l2_float_iid"
     with pytest.raises(ConfigError, match="layers must be a positive integer"):
         QuantConfig(arch="detnet", layers=0)
     with pytest.raises(ConfigError, match="arch must be one of"):

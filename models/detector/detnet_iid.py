@@ -1,0 +1,198 @@
+"""The detector target's varying-channel DetNet (``--arch detnet --channel iid``): float
+training (the float :class:`.detnet.DetNet`), QAT of its hardware form
+(:class:`.detnet_iid_hw.QuantDetNetIID`), checkpoints, golden inputs and the BER evaluation.
+
+Both trainings go through :func:`quant.trainer.fit` with DetNet's loss
+``sum_l log(l) ||x - x_l||^2 / ||x - x_LS||^2`` on fresh i.i.d. batches (one channel per vector).
+The host computes ``[H^T y | vec(H^T H)]`` (:func:`.detnet_iid_hw.host_inputs`): it is the
+hardware model's input, and its golden inputs are such vectors (half of them scaled to
+saturate the input quantizer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.detector.detnet import DetNet, DetNetShape
+from models.detector.detnet_iid_hw import QuantDetNetIID, batches, from_float, host_inputs
+
+
+def _shape(cfg) -> DetNetShape:
+    return DetNetShape(n_layers=cfg.layers)
+
+
+def train_float(cfg) -> tuple[DetNet, float]:
+    """The float DetNet of ``cfg`` on the i.i.d. channel (:func:`.detnet_hw.train_float`)."""
+    from models.detector.detnet_hw import train_float as train
+
+    return train(cfg)
+
+
+def train_qat(cfg, float_model: DetNet) -> tuple[QuantDetNetIID, float]:
+    """QAT of the hardware form, initialised from ``float_model``, DetNet's loss, Adam."""
+    from models.detector.data import detection_config
+    from models.detector.detnet_train import loss_fn
+    from quant.recipes import Recipe
+    from quant.trainer import fit
+
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    model = QuantDetNetIID(
+        Recipe(cfg.bits, per_channel_weights=cfg.per_channel_weights), _shape(cfg)
+    )
+    from_float(model, float_model)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    draw = batches(
+        detection_config(cfg), cfg.batch_size, cfg.train_snr_db_min, cfg.train_snr_db_max, gen
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.qat_lr)
+    steps = cfg.qat_steps
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=[int(steps * 0.6), int(steps * 0.85)], gamma=0.5
+    )
+    res = fit(
+        model, draw, loss_fn, opt, steps=steps, scheduler=sched, description=f"QAT {cfg.name}"
+    )
+    return model, res.mean_recent_loss
+
+
+def meta(cfg, model, loss: float) -> dict:
+    """Checkpoint metadata (float: DetNet's; QAT: the hardware form's)."""
+    from models.detector.detnet_hw import detnet_train_config
+    from models.detector.detnet_train import detnet_meta
+
+    extra = {"variant": cfg.name, "final_train_loss": loss, "qphy_config": cfg.to_json()}
+    if cfg.bits is None:
+        return detnet_meta(detnet_train_config(cfg), **extra)
+    return {
+        "arch": "detnet_iid_hw",
+        "bits": cfg.bits.tag,
+        "layers": cfg.layers,
+        "state_bits": model.state_bits,
+        "per_channel_weights": cfg.per_channel_weights,
+        **extra,
+    }
+
+
+def load(cfg, path: Path):
+    """The float DetNet or the QAT hardware form of ``cfg`` from ``path``.
+
+    Raises:
+        CheckpointError: Missing, unreadable, foreign, or another variant's file.
+    """
+    from models.detector.detnet_train import load_detnet
+    from qphy.errors import CheckpointError
+    from quant import checkpoint
+    from quant.recipes import Recipe
+
+    if cfg.bits is None:
+        model, m = load_detnet(path)
+    else:
+        cmd = f"qphy train detector --arch detnet --channel iid --bits {cfg.bits.tag}"
+        payload = checkpoint.read(path, cmd)
+        m = payload["meta"]
+        if m.get("arch") != "detnet_iid_hw" or m.get("bits") != cfg.bits.tag:
+            raise CheckpointError(f"{path} holds {m.get('variant')}, not {cfg.name}")
+        recipe = Recipe(cfg.bits, per_channel_weights=m["per_channel_weights"])
+        model = QuantDetNetIID(recipe, _shape(cfg), m["state_bits"])
+        checkpoint.load_state(model, payload, path, cfg.name)
+    if m.get("variant") != cfg.name:
+        raise CheckpointError(f"{path} holds {m.get('variant')}, not {cfg.name}")
+    return model.eval()
+
+
+def golden_inputs(cfg, model: QuantDetNetIID, n: int) -> np.ndarray:
+    """``n`` host inputs ``[H^T y | vec(H^T H)]`` of fresh channels (SNR 8..13 dB); the second
+    half scaled 1.5..4x beyond the input quantizer's full scale (clipping exercised)."""
+    from models.detector.data import detection_config
+    from models.detector.mimo import sample_numpy, uniform_snr_db
+    from quant.recipes import INPUT_BITS
+
+    rng = np.random.default_rng(cfg.seed + 7)
+    snr = uniform_snr_db(n, 8.0, 13.0, rng)
+    b = sample_numpy(detection_config(cfg), n, snr, rng)
+    u = host_inputs(b.y, b.H)
+    half = n // 2
+    scale = float(model.inp.act_quant.scale().detach().reshape(-1)[0])
+    full = 2 ** (INPUT_BITS - 1) * scale
+    peak = np.max(np.abs(u[half:]), axis=1, keepdims=True)
+    u[half:] *= rng.uniform(1.5, 4.0, size=(n - half, 1)) * full / peak
+    return u.astype(np.float32)
+
+
+class _FloatDetector(torch.nn.Module):
+    """The float DetNet as a ``u -> x_L`` map (u = host inputs), for the shared BER loop."""
+
+    def __init__(self, det: DetNet):
+        super().__init__()
+        self.det = det
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        k = self.det.shape.k_tx
+        hty, hth = u[:, :k], u[:, k:].reshape(-1, k, k)
+        x = u.new_zeros(u.shape[0], k)
+        v = u.new_zeros(u.shape[0], self.det.shape.v_dim)
+        for layer in self.det.layers:
+            x, v = layer(hty, hth, x, v)
+        return x
+
+
+def evaluate_ber(cfg, detectors: dict[str, torch.nn.Module], seed: int = 1234) -> dict:
+    """BER per SNR of ``detectors`` (``u -> soft x``) and ZF/MMSE/ML, on the same seeded
+    i.i.d. vectors as :func:`.evaluate.evaluate_ber` draws (fresh channel per vector)."""
+    from models.detector.data import detection_config
+    from models.detector.evaluate import _CHUNK, BASELINES
+    from models.detector.mimo import sample_numpy
+    from quant.export import hard_decisions
+
+    det = detection_config(cfg)
+    n_vec = max(1, -(-cfg.eval_bits_per_snr // det.k_tx))
+    names = [*detectors, *BASELINES]
+    errors = {name: np.zeros(len(cfg.eval_snr_db), dtype=np.int64) for name in names}
+    for si, snr in enumerate(cfg.eval_snr_db):
+        rng = np.random.default_rng([seed, si])
+        done = 0
+        while done < n_vec:
+            b = min(_CHUNK, n_vec - done)
+            y, x, h, sigma2 = sample_numpy(det, b, snr, rng)
+            u = torch.from_numpy(host_inputs(y, h))
+            with torch.no_grad():
+                for name, model in detectors.items():
+                    model.eval()
+                    errors[name][si] += int(np.sum(hard_decisions(model(u).numpy()) != x))
+            for name, fn in BASELINES.items():
+                errors[name][si] += int(np.sum(fn(y, h, sigma2) != x))
+            done += b
+    bits = n_vec * det.k_tx
+    return {
+        "snr_db": [float(s) for s in cfg.eval_snr_db],
+        "ber": {name: (errors[name] / bits).tolist() for name in names},
+        "errors": {name: errors[name].tolist() for name in names},
+        "bits_simulated_per_snr": int(bits),
+    }
+
+
+def evaluate_detector(cfg, out_dir: Path, ckpt_dir: Path | None = None) -> dict:
+    """BER of the float DetNet, the integer model (QAT form, the RTL's function) and the
+    classical baselines; writes ber.json and ber.png."""
+    from dataclasses import replace
+
+    from models.detector.evaluate import snr_at_ber, write_ber
+    from models.detector.jobs import load_or_train
+
+    float_cfg = replace(cfg, bits=None)
+    float_model = _FloatDetector(load_or_train(float_cfg, ckpt_dir))
+    qat_model = load_or_train(cfg, ckpt_dir)
+    result = evaluate_ber(cfg, {"float": float_model, cfg.bits.tag: qat_model})
+    result["channel"] = cfg.channel
+    for target in ("1e-2", "1e-3"):
+        result[f"snr_db_at_ber_{target}"] = {
+            name: snr_at_ber(result["snr_db"], curve, float(target))
+            for name, curve in result["ber"].items()
+        }
+    title = f"DetNet L={cfg.layers} {cfg.bits.tag}, iid 30x20 BPSK"
+    write_ber(result, Path(out_dir), title)
+    return result

@@ -1,0 +1,206 @@
+"""DetNet on a varying (i.i.d.) channel in its hardware form: a Brevitas model whose ONE input
+stream carries, per received vector, ``u = [H^T y | vec(H^T H)]`` (K + K^2 values).
+
+Why one stream: qphy's stitcher handles several top-level streams, but the host runtime, the
+harness and the board driver take one input stream (docs/rtl-layers.md). So the host computes
+``H^T y`` and ``H^T H`` in numpy (:func:`host_inputs`), concatenates them, and the model splits
+them again (a slice of the input; on chip the split layer).
+
+The tensors between layers share two quantizers (one scale each), so every concat joins
+streams of one scale, as qphy's RTL concat needs: ``state`` (signed: ``H^T y``, ``x``,
+``H^T H x``, ``v``) and ``pos`` (unsigned, a ReLU: the soft-sign halves and ``x`` as the pair
+``x+ = ReLU(x)``, ``x- = ReLU(-x)``; FINN turns a ReLU only into an unsigned quantizer, so the
+soft sign's ReLUs cannot feed the signed ``state``). Layer l (``x_0 = v_0 = 0``; layer 1 reads
+only ``q``)::
+
+    gx  = state(G x_{l-1})                              dynamic matmul (MVAU, mem_mode dynamic)
+    c   = [q, x_{l-1}, gx, v_{l-1}]                     concat, 5K
+    z   = ReLU_q(fc(c))                                 5K -> 8K
+    r   = pos(fc_r(z))                       8K -> 2K: ReLU([a + t, a - t]), a = W2 z + b2
+    m   = [r, x_{l-1}+, x_{l-1}-]                       concat, 4K
+    x_l = state(mix_x(m));  [x_l+, x_l-] = pos(mix_p(m))   4K -> K, 4K -> 2K
+    vn  = state(fc_v(z));   v_l = state(mix_v([vn, v_{l-1}]))   init [0.1 I, 0.9 I]
+
+The soft sign ``psi_t(a) = -1 + (ReLU(a + t) - ReLU(a - t)) / |t|`` and DetNet's
+``0.1 new + 0.9 old`` mix are thereby the linear layer ``mix_x`` over the concat ``m``
+(initialised to ``[0.1/|t|, -0.1/|t|, 0.9, -0.9]``, bias -0.1; ``mix_p`` to ``[mix_x; -mix_x]``)
+and trained with the rest in QAT: a scaled add of streams, requantized by thresholds. The last
+layer computes no ``v`` and no pair, and its ``x_L`` goes through the output quantizer.
+
+:func:`from_float` initialises the model from a trained float :class:`.detnet.DetNet`;
+:func:`train_qat` fine-tunes it through :func:`quant.trainer.fit` with DetNet's loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from brevitas.quant import Int8ActPerTensorFixedPoint
+from torch import nn
+
+from models.detector.detnet import DetNet, DetNetShape, gram, least_squares
+from qphy.errors import CheckpointError, ConfigError
+from quant.recipes import Recipe, ReluQuant
+
+#: Width of the shared state quantizer (H^T y, x, H^T H x, v, soft-sign halves).
+STATE_BITS = 8
+
+
+def host_inputs(y: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The host's per-vector input ``[H^T y | vec(H^T H)]`` (float32, (B, K + K^2)).
+
+    Args:
+        y: Received vectors (B, N).
+        h: Channels (B, N, K), or one (N, K) shared by the batch.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    h = np.asarray(h, dtype=np.float64)
+    if h.ndim == 2:
+        h = np.broadcast_to(h, (y.shape[0], *h.shape))
+    if y.ndim != 2 or h.ndim != 3 or h.shape[:2] != y.shape:
+        raise ConfigError(f"host_inputs: y {y.shape} and H {h.shape} do not fit (B, N), (B, N, K)")
+    hty = np.einsum("bnk,bn->bk", h, y)
+    hth = np.einsum("bnk,bnj->bkj", h, h)
+    return np.concatenate([hty, hth.reshape(len(y), -1)], axis=1).astype(np.float32)
+
+
+class _Layer(nn.Module):
+    """One unrolled layer of :class:`QuantDetNetIID` (see the module docstring)."""
+
+    def __init__(self, recipe: Recipe, shape: DetNetShape, first: bool, last: bool):
+        super().__init__()
+        k, hd, vd = shape.k_tx, shape.hidden, shape.v_dim
+        self.first, self.last = first, last
+        qlin = {**recipe.weight(), **recipe.bias()}
+        self.fc = QuantLinear(k if first else shape.in_dim, hd, bias=True, **qlin)
+        self.relu = QuantReLU(return_quant_tensor=True, **recipe.relu())
+        self.fc_r = QuantLinear(hd, 2 * k, bias=True, **qlin)
+        mix_in = 2 * k if first else 4 * k
+        self.mix_x = QuantLinear(mix_in, k, bias=True, **qlin)
+        if not last:
+            self.mix_p = QuantLinear(mix_in, 2 * k, bias=True, **qlin)
+            self.fc_v = QuantLinear(hd, vd, bias=True, **qlin)
+            if not first:
+                self.mix_v = QuantLinear(2 * vd, vd, bias=True, **qlin)
+
+    def forward(self, q_: _Quantizers, q, g, x, xp, v):
+        """``(x_l, [x_l+, x_l-], v_l)`` from ``x_{l-1}``, its pair ``xp`` and ``v_{l-1}``."""
+        k = q.shape[-1]
+        if self.first:
+            c = q
+        else:
+            # G is symmetric: x^T G = (G x)^T; the matmul of two run-time values.
+            gx = q_.state(torch.matmul(x.value.view(-1, 1, k), g).view(-1, k))
+            c = torch.cat([q, x, gx, v], dim=1)
+        z = self.relu(self.fc(c))
+        r = q_.pos(self.fc_r(z))
+        m = r if self.first else torch.cat([r, xp], dim=1)
+        x_new = (q_.out if self.last else q_.state)(self.mix_x(m))
+        if self.last:
+            return x_new, None, None
+        vn = q_.state(self.fc_v(z))
+        v_new = vn if self.first else q_.state(self.mix_v(torch.cat([vn, v], dim=1)))
+        return x_new, q_.pos(self.mix_p(m)), v_new
+
+
+class _Quantizers(nn.Module):
+    """The quantizers shared by all layers: ``state`` (signed) for the concat's inputs and the
+    ``v`` mix, ``pos`` (unsigned, a ReLU) for the soft-sign halves and the ``x`` pairs that the
+    mix layers read, ``out`` for ``x_L``."""
+
+    def __init__(self, recipe: Recipe, state_bits: int):
+        super().__init__()
+        self.state = QuantIdentity(
+            return_quant_tensor=True, act_quant=Int8ActPerTensorFixedPoint, bit_width=state_bits
+        )
+        self.pos = QuantReLU(return_quant_tensor=True, act_quant=ReluQuant, bit_width=state_bits)
+        self.out = QuantIdentity(return_quant_tensor=False, **recipe.output())
+
+
+class QuantDetNetIID(nn.Module):
+    """The varying-channel DetNet's hardware form: input ``[H^T y | vec(H^T H)]`` (B, K + K^2),
+    output ``x_L`` (B, K); in train mode the stacked ``x_1 .. x_L`` (L, B, K) for the loss."""
+
+    #: Forks and joins: the export pairs its quantizers by value (quant.export).
+    qphy_branched = True
+
+    def __init__(self, recipe: Recipe, shape: DetNetShape, state_bits: int = STATE_BITS):
+        super().__init__()
+        self.recipe, self.shape, self.state_bits = recipe, shape, state_bits
+        self.inp = QuantIdentity(return_quant_tensor=True, **recipe.input())
+        self.quant = _Quantizers(recipe, state_bits)
+        n = shape.n_layers
+        self.layers = nn.ModuleList(_Layer(recipe, shape, i == 0, i == n - 1) for i in range(n))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        k = self.shape.k_tx
+        uq = self.inp(u)
+        # torch.split exports as an ONNX Split: on chip qphy's split layer (a Slice has none).
+        # K + 1 equal chunks, the K rows of G concatenated again: FINN's FIFO insertion takes
+        # the folded shape of a multi-output layer's FIRST output for all of them, so a split
+        # into outputs of different sizes (K and K^2) cannot be stitched.
+        q_in, *rows = torch.split(uq.value, k, dim=1)
+        q = self.quant.state(q_in)
+        g = torch.cat(rows, dim=1).reshape(-1, k, k)
+        x = xp = v = None
+        outs = []
+        for layer in self.layers:
+            x, xp, v = layer(self.quant, q, g, x, xp, v)
+            outs.append(getattr(x, "value", x))
+        return torch.stack(outs) if self.training else outs[-1]
+
+    def linears(self) -> list[QuantLinear]:
+        return [m for m in self.modules() if isinstance(m, QuantLinear)]
+
+
+@torch.no_grad()
+def from_float(model: QuantDetNetIID, det: DetNet) -> None:
+    """Copies a trained float DetNet of the same shape into ``model`` (see module docstring).
+
+    Raises:
+        CheckpointError: The shapes differ.
+    """
+    if det.shape != model.shape:
+        raise CheckpointError(f"float DetNet {det.shape} does not fit the QAT model {model.shape}")
+    k, vd, mix = det.shape.k_tx, det.shape.v_dim, float(det.shape.mix)
+    eye_k, eye_v = torch.eye(k), torch.eye(vd)
+    for ql, fl in zip(model.layers, det.layers, strict=True):
+        w1, b1 = fl.fc.weight, fl.fc.bias
+        ql.fc.weight.copy_(w1[:, :k] if ql.first else w1)
+        ql.fc.bias.copy_(b1)
+        t = fl.t.detach()
+        w2, b2 = fl.out_x.weight, fl.out_x.bias
+        ql.fc_r.weight.copy_(torch.cat([w2, w2]))
+        ql.fc_r.bias.copy_(torch.cat([b2 + t, b2 - t]))
+        m_r = torch.cat([eye_k, -eye_k], dim=1) * (mix / t.abs())
+        m_x = m_r if ql.first else torch.cat([m_r, (1 - mix) * eye_k, -(1 - mix) * eye_k], 1)
+        ql.mix_x.weight.copy_(m_x)
+        ql.mix_x.bias.fill_(-mix)
+        if not ql.last:  # the pair [x_l, -x_l] through the ReLU: x_l = x_l+ - x_l-
+            ql.mix_p.weight.copy_(torch.cat([m_x, -m_x]))
+            ql.mix_p.bias.copy_(torch.cat([torch.full((k,), -mix), torch.full((k,), mix)]))
+        if ql.last:
+            continue
+        if ql.first:  # v_1 = mix * v_new: the mix folds into fc_v
+            ql.fc_v.weight.copy_(mix * fl.out_v.weight)
+            ql.fc_v.bias.copy_(mix * fl.out_v.bias)
+        else:
+            ql.fc_v.weight.copy_(fl.out_v.weight)
+            ql.fc_v.bias.copy_(fl.out_v.bias)
+            ql.mix_v.weight.copy_(torch.cat([mix * eye_v, (1 - mix) * eye_v], dim=1))
+            ql.mix_v.bias.zero_()
+
+
+def batches(det_cfg, batch: int, snr_lo: float, snr_hi: float, gen: torch.Generator):
+    """Fresh i.i.d.-channel batches ``(u, (x, x_LS))`` for :func:`quant.trainer.fit`."""
+    from models.detector.mimo import sample_batch, uniform_snr_db
+
+    def draw():
+        snr = uniform_snr_db(batch, snr_lo, snr_hi, gen)
+        y, x, h, _ = sample_batch(det_cfg, batch, snr, gen)
+        hty, hth = gram(y, h)
+        u = torch.cat([hty, hth.reshape(batch, -1)], dim=1).float()
+        return u, (x, least_squares(y, h))
+
+    return draw

@@ -1,0 +1,115 @@
+"""The varying-channel DetNet's hardware form (models/detector/detnet_iid_hw.py): host inputs,
+the float initialisation, QAT through the one trainer, and the integer-exact QONNX export."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from models.detector.config import QuantConfig
+from models.detector.data import detection_config
+from models.detector.detnet import DetNet, DetNetShape, gram
+from models.detector.detnet_iid import _FloatDetector, golden_inputs, train_qat
+from models.detector.detnet_iid_hw import QuantDetNetIID, from_float, host_inputs
+from models.detector.mimo import sample_numpy
+from qphy.errors import BitMismatchError, CheckpointError, ConfigError
+from qphy.variants import parse_bits
+from quant.export import QuantizerTrace, compare_traces_dag, export_verified
+from quant.recipes import Recipe
+
+SHAPE = DetNetShape(n_layers=2)
+
+
+def _batch(n: int, seed: int = 0):
+    cfg = QuantConfig(arch="detnet", channel="iid", layers=2)
+    return sample_numpy(detection_config(cfg), n, 10.0, np.random.default_rng(seed))
+
+
+def test_host_inputs_are_hty_and_the_flattened_gram():
+    b = _batch(5)
+    u = host_inputs(b.y, b.H)
+    hty, hth = gram(torch.from_numpy(b.y), torch.from_numpy(b.H))
+    assert u.shape == (5, 20 + 400) and u.dtype == np.float32
+    np.testing.assert_allclose(u[:, :20], hty.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(u[:, 20:].reshape(5, 20, 20), hth.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="do not fit"):
+        host_inputs(b.y, b.H[:, :29])
+
+
+def _unquantized(model: QuantDetNetIID, u: torch.Tensor) -> torch.Tensor:
+    """The hardware form's structure in float (its layers' float weights, no quantizers)."""
+    from torch.nn.functional import linear
+
+    k = model.shape.k_tx
+    q, g = u[:, :k], u[:, k:].reshape(-1, k, k)
+    x = xp = v = None
+    for lay in model.layers:
+        c = q if lay.first else torch.cat([q, x, (g @ x.unsqueeze(-1)).squeeze(-1), v], 1)
+        z = torch.relu(linear(c, lay.fc.weight, lay.fc.bias))
+        r = torch.relu(linear(z, lay.fc_r.weight, lay.fc_r.bias))
+        m = r if lay.first else torch.cat([r, xp], 1)
+        x_new = linear(m, lay.mix_x.weight, lay.mix_x.bias)
+        if not lay.last:
+            xp = torch.relu(linear(m, lay.mix_p.weight, lay.mix_p.bias))
+            vn = linear(z, lay.fc_v.weight, lay.fc_v.bias)
+            v = vn if lay.first else linear(torch.cat([vn, v], 1), lay.mix_v.weight, lay.mix_v.bias)
+        x = x_new
+    return x
+
+
+def test_from_float_is_detnet_exactly_before_quantization():
+    """The soft sign as two ReLUs, the skip paths and the 0.1/0.9 mix as linear layers over
+    concats: initialised from a float DetNet, the structure computes DetNet's function."""
+    torch.manual_seed(0)
+    det = DetNet(SHAPE).eval()
+    for layer in det.layers:  # a trained-like threshold and non-trivial outputs
+        layer.t.data.fill_(0.3)
+    model = QuantDetNetIID(Recipe(parse_bits("w8a8")), SHAPE).eval()
+    from_float(model, det)
+    b = _batch(200)
+    u = torch.from_numpy(host_inputs(b.y, b.H))
+    with torch.no_grad():
+        ref = det(torch.from_numpy(b.y).float(), torch.from_numpy(b.H).float())[-1]
+        torch.testing.assert_close(_FloatDetector(det)(u), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(_unquantized(model, u), ref, rtol=1e-4, atol=1e-5)
+        got = model(u)  # quantized: close, not equal
+    assert float((ref - got).abs().mean()) < 0.05
+    with pytest.raises(CheckpointError, match="does not fit"):
+        from_float(model, DetNet(DetNetShape(n_layers=3)))
+
+
+def test_qat_through_the_trainer_and_export_is_integer_exact(tmp_path):
+    cfg = QuantConfig(
+        bits=parse_bits("w4a4"),
+        arch="detnet",
+        channel="iid",
+        layers=2,
+        qat_steps=30,
+        batch_size=64,
+    )
+    torch.manual_seed(1)
+    model, loss = train_qat(cfg, DetNet(SHAPE).eval())
+    assert np.isfinite(loss)
+    x = golden_inputs(cfg, model, 24)
+    report = export_verified(model, x, tmp_path / "exp", {"variant": cfg.name})
+    assert report["qonnx_matches_torch"] and report["vectors_checked"] == 24
+    # input, q; layer 1: ReLU, r, x_1, v_1, pair; layer 2: gx, ReLU, r, x_2 (output)
+    assert len(report["activation_quantizers_checked"]) == 11
+    assert report["weight_quantizers_checked"] == 8
+    assert report["saturating_vectors"] == 12
+    saved = json.loads((tmp_path / "exp" / "export_report.json").read_text())
+    assert saved["variant"] == cfg.name
+
+
+def test_dag_comparison_pairs_by_value_and_names_a_mismatch():
+    a = QuantizerTrace("a", np.arange(6).reshape(2, 3), np.ones(1))
+    b = QuantizerTrace("b", np.arange(6).reshape(2, 3) + 1, np.ones(1))
+    compare_traces_dag([a, b], [b, a])  # any order of the graph's Quant nodes
+    bad = replace(b, ints=b.ints.copy())
+    bad.ints[1, 2] += 1
+    with pytest.raises(BitMismatchError):
+        compare_traces_dag([a, b], [bad, a])
