@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from qphy.contracts import NodeSpec
 from qphy.errors import PipelineError
@@ -179,11 +179,17 @@ def _ports(prefix: str, k: int, n: int) -> str:
 
 
 def generate_graph_top(
-    nodes: Sequence[NodeSpec], sources: dict[str, str], top: str, monitor: bool = True
+    nodes: Sequence[NodeSpec],
+    sources: dict[str, str],
+    top: str,
+    node_instance: Callable[..., list[str]],
+    monitor: bool = True,
 ) -> str:
-    """SystemVerilog of a top wiring ``nodes`` (branch FIFOs included) by their stream names."""
-    from hw.stitch import node_instance
+    """SystemVerilog of a top wiring ``nodes`` (branch FIFOs included) by their stream names.
 
+    ``node_instance`` writes one layer's instance (:func:`hw.stitch.node_instance`; passed in so
+    the two stitchers do not import each other).
+    """
     widths = _widths(nodes)
     ins, outs = boundary_streams(nodes)
     if not ins or not outs:

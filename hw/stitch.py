@@ -217,7 +217,7 @@ def write_top(rtl_dir: Path, manifest: Manifest) -> StitchedDesign:
     modules = _module_sources(src_dir)
     top_file = src_dir / f"{TOP_MODULE}.sv"
     if is_graph(manifest.nodes):  # forks and joins: hw/graph_stitch.py
-        top_file.write_text(generate_graph_top(manifest.nodes, modules, TOP_MODULE))
+        top_file.write_text(generate_graph_top(manifest.nodes, modules, TOP_MODULE, node_instance))
     else:
         top_file.write_text(generate_top(manifest, modules))
     return StitchedDesign(source_order(src_dir), TOP_MODULE, manifest, src_dir)

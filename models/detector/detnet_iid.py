@@ -175,13 +175,13 @@ def evaluate_ber(cfg, detectors: dict[str, torch.nn.Module], seed: int = 1234) -
     }
 
 
-def evaluate_detector(cfg, out_dir: Path, ckpt_dir: Path | None = None) -> dict:
+def evaluate_detector(cfg, out_dir: Path, load_or_train, ckpt_dir: Path | None = None) -> dict:
     """BER of the float DetNet, the integer model (QAT form, the RTL's function) and the
-    classical baselines; writes ber.json and ber.png."""
+    classical baselines; writes ber.json and ber.png. ``load_or_train`` is the family's
+    (:func:`models.detector.jobs.load_or_train`, passed in: jobs routes here)."""
     from dataclasses import replace
 
     from models.detector.evaluate import snr_at_ber, write_ber
-    from models.detector.jobs import load_or_train
 
     float_cfg = replace(cfg, bits=None)
     float_model = _FloatDetector(load_or_train(float_cfg, ckpt_dir))

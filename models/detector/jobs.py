@@ -138,7 +138,7 @@ def evaluate_detector(cfg: QuantConfig, out_dir: Path, ckpt_dir: Path | None = N
     if cfg.arch == "detnet" and cfg.channel == "iid":
         from models.detector.detnet_iid import evaluate_detector as evaluate_iid  # noqa: PLC0415
 
-        return evaluate_iid(cfg, out_dir, ckpt_dir)
+        return evaluate_iid(cfg, out_dir, load_or_train, ckpt_dir)
     float_cfg = replace(cfg, bits=None)
     float_model = as_detector(float_cfg, load_or_train(float_cfg, ckpt_dir))
     qat_model = load_or_train(cfg, ckpt_dir)

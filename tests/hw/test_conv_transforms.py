@@ -83,7 +83,7 @@ def test_leaky_non_power_of_two_slope_refused():
 
 
 def test_leaky_non_pot_and_pooling_listed_before_build(tmp_path):
-    """The early QONNX check lists a non-PoT LeakyReLU and a pooling layer with hints."""
+    """The early QONNX check lists a non-PoT LeakyReLU and an unsupported pool with hints."""
     q0, i0 = _quant("QuantIn", "x", "xq", 1 / 16, 8)
     q1, i1 = _quant("QuantAct", "a", "y", 1 / 8, 4)
     w = helper.make_tensor(
@@ -92,7 +92,10 @@ def test_leaky_non_pot_and_pooling_listed_before_build(tmp_path):
     nodes = [
         q0,
         helper.make_node("Conv", ["xq", "W"], ["c"], name="conv", kernel_shape=[3, 3]),
-        helper.make_node("MaxPool", ["c"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        # an average pool other than the global one has no RTL layer (max pools do)
+        helper.make_node(
+            "AveragePool", ["c"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]
+        ),
         helper.make_node("LeakyRelu", ["p"], ["a"], name="leaky", alpha=0.3),
         q1,
     ]
@@ -102,7 +105,8 @@ def test_leaky_non_pot_and_pooling_listed_before_build(tmp_path):
     with pytest.raises(UnsupportedLayerError, match=r"2 unsupported node\(s\)") as exc:
         run_build(path, HwBuildConfig(preset=Preset.CHECK), tmp_path / "build")
     hints = {n.name: n.hint for n in exc.value.nodes}
-    assert "strided conv" in hints["pool"] and "power of two" in hints["leaky"]
+    assert "no RTL layer for this pooling" in hints["pool"] and "strided conv" in hints["pool"]
+    assert "power of two" in hints["leaky"]
 
 
 def test_layout_ops_move_to_host_as_permutations():

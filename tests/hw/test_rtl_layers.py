@@ -20,7 +20,7 @@ from hw.graph_stitch import (
 )
 from hw.layers import hdl
 from hw.layers.wrapper import RTL_DIR
-from hw.stitch import module_ports
+from hw.stitch import module_ports, node_instance
 from qphy.contracts import NodeSpec
 from qphy.errors import DeadlockError
 from tests.tools import tool_or_skip
@@ -103,7 +103,7 @@ class Bench:
             (src / f"{name}.sv").write_text(sv)
         for f in sorted(RTL_DIR.glob("*.sv")):
             self.sources[f.stem] = f.read_text()
-        top = generate_graph_top(nodes, self.sources, "bench_top")
+        top = generate_graph_top(nodes, self.sources, "bench_top", node_instance)
         (src / "bench_top.sv").write_text(top)
         files = [*sorted(RTL_DIR.glob("*.sv")), *sorted(p for p in src.glob("*.sv"))]
         files = [f for f in files if f.name != "bench_top.sv"] + [src / "bench_top.sv"]
