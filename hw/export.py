@@ -28,6 +28,7 @@ from hw.config import HwBuildConfig
 from hw.devices import capacity, utilisation
 from hw.folding import cycles_per_layer
 from hw.graph_export import graph_entries
+from hw.legalize import require_signed_rtl_weights
 from qphy.contracts import HostSpec, Manifest, NodeSpec, StreamSpec
 from qphy.errors import PipelineError
 from qphy.fsutil import atomic_write_json
@@ -146,6 +147,7 @@ def _node_entry(node, src_dir: Path, mem_dir: Path, rtllib: Path) -> dict:
         "thresholds_prefix": None,
         "fifo_depth": None,
     }
+    require_signed_rtl_weights(node, inst)
     if node.op_type.startswith("MVAU") and inst.get_nodeattr("mem_mode") == "dynamic":
         from hw.dynamic_matmul import dynload_entry
 

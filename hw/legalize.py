@@ -36,7 +36,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from qphy.contracts import HOST_META, HostNode
-from qphy.errors import UnsupportedLayerError, UnsupportedNode
+from qphy.errors import PipelineError, UnsupportedLayerError, UnsupportedNode
 from qphy.intake import (
     LINEAR_OPS,
     InputPrecision,
@@ -272,6 +272,24 @@ def rtl_weight_type(dt: DataType) -> DataType:
         return dt
     bits = dt.bitwidth() + (0 if dt.signed() else 1)
     return DataType[f"INT{max(2, bits)}"]
+
+
+def require_signed_rtl_weights(node, inst) -> None:
+    """PipelineError unless an ``MVAU_rtl`` node's weight type is signed.
+
+    FINN's RTL MVU has no weight signedness parameter: it reads every weight as a signed
+    ``WEIGHT_WIDTH``-bit integer, so an unsigned type (what MinimizeWeightBitWidth picks for
+    one-sign weights, e.g. DetNet's ``mix_v`` with weights in {0, 1, 7} as UINT3) would turn 7
+    into -1 silently. :class:`PreferRtl` widens such types; this is the export's last check.
+    """
+    if not node.op_type.startswith("MVAU") or not node.op_type.endswith("_rtl"):
+        return
+    wdt = DataType[inst.get_nodeattr("weightDataType")]
+    if not wdt.signed():
+        raise PipelineError(
+            f"{node.name}: weight type {wdt.name} is unsigned, but MVAU_rtl reads weights as "
+            f"signed (widen it to {rtl_weight_type(wdt).name} with hw.legalize.PreferRtl)"
+        )
 
 
 class PreferRtl(Transformation):
