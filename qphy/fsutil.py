@@ -202,6 +202,23 @@ class OutputLock:
         self.fd = None
 
 
+def _claim(out: Path, kind: str, inputs: Sequence[Path]) -> tuple[Path, list[Path], OutputLock]:
+    """Check ``out``, create its missing parents and lock it; on failure undo the parents.
+
+    Returns ``(target, created parents, held lock)``: the start shared by :class:`StagedDir`
+    and :func:`claimed_dir`.
+    """
+    target = check_out_dir(out, kind, inputs)
+    created = _make_parents(target.parent)
+    lock = OutputLock(target)
+    try:
+        lock.acquire()
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+    return target, created, lock
+
+
 _RENAME_EXCHANGE = 2
 
 
@@ -231,11 +248,8 @@ class StagedDir:
     def __init__(self, out_dir: Path, kind: str = "output", inputs: Sequence[Path] = ()):
         self.kind = kind
         self.inputs = tuple(inputs)
-        self.out_dir = check_out_dir(out_dir, kind, self.inputs)
-        self._created = _make_parents(self.out_dir.parent)
-        self.lock = OutputLock(self.out_dir)
+        self.out_dir, self._created, self.lock = _claim(out_dir, kind, self.inputs)
         try:
-            self.lock.acquire()
             self.path = Path(
                 tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=self.out_dir.parent)
             )
@@ -290,14 +304,7 @@ def claimed_dir(
     ``keep_on_failure`` (an experiment's finished points stay, to resume); a previous output is
     left as it is.
     """
-    target = check_out_dir(out_dir, kind, inputs)
-    created = _make_parents(target.parent)
-    lock = OutputLock(target)
-    try:
-        lock.acquire()
-    except BaseException:
-        _remove_if_empty(created)
-        raise
+    target, created, lock = _claim(out_dir, kind, inputs)
     fresh = not target.exists()
     was_empty = not fresh and not any(target.iterdir())
     ok = False
