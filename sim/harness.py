@@ -199,12 +199,20 @@ def run_harness(
         tail = "; ".join(stderr_lines[-3:])
         raise HarnessRunError(f"the harness wrote no results ({tail}); run dir {run_dir}")
     r = json.loads(res.read_text())
+    return result_from_json(
+        r, np.fromfile(out_bin, dtype=np.uint8), out_stream, n_out_elems, n, wall_s
+    )
+
+
+def result_from_json(
+    r: dict, out_bytes: np.ndarray, out_stream, n_out_elems: int, n: int, wall_s: float
+) -> HarnessResult:
+    """A HarnessResult from the harness's results JSON and its raw output bytes (the frames
+    received of the ``n`` sent, unpacked); shared by the local run and the sharded/Ray runs."""
     ob = out_stream.beats_per_frame
-    expected_beats = n * ob
     received = int(r["beats_received"])
-    n_done = min(received, expected_beats) // ob
-    buf = np.fromfile(out_bin, dtype=np.uint8)
-    buf = buf[: n_done * ob * out_stream.beat_bytes].reshape(-1, out_stream.beat_bytes)
+    n_done = min(received, n * ob) // ob
+    buf = out_bytes[: n_done * ob * out_stream.beat_bytes].reshape(-1, out_stream.beat_bytes)
     actual = (
         unpack_beats(buf, out_stream, n_out_elems)
         if n_done

@@ -29,8 +29,8 @@ import numpy as np
 
 from qphy.contracts import StreamSpec
 from qphy.errors import ConfigError, PipelineError
-from qphy.host import pack_beats, unpack_beats
-from sim.harness import HarnessResult, HarnessRunError, run_harness
+from qphy.host import pack_beats
+from sim.harness import HarnessResult, HarnessRunError, result_from_json, run_harness
 
 #: Vectors the asserting shard checks at least when the bulk shards run without assertions.
 ASSERT_SHARD_VECTORS = 10_000
@@ -285,27 +285,9 @@ def _result(shard: Shard, spec: RunSpec, rc: int, res: str, out: bytes, err: str
 
     if rc != 0 or not res:
         raise HarnessRunError(f"shard {shard.index} on Ray: the harness exited {rc} ({err})")
-    r = json.loads(res)
-    ob, bb = spec.out_stream.beats_per_frame, spec.out_stream.beat_bytes
-    received = int(r["beats_received"])
-    n_done = min(received, shard.size * ob) // ob
-    buf = np.frombuffer(out, dtype=np.uint8)[: n_done * ob * bb].reshape(-1, bb)
-    actual = (
-        unpack_beats(buf, spec.out_stream, spec.n_out_elems)
-        if n_done
-        else np.zeros((0, spec.n_out_elems), dtype=np.int64)
-    )
-    return HarnessResult(
-        actual=actual,
-        latency_cycles=r["latency_cycles"],
-        cycles_per_frame=r["cycles_per_frame"],
-        sim_cycles=int(r["sim_cycles"]),
-        deadlock=bool(r["deadlock"]),
-        deadlock_phase=str(r["deadlock_phase"]),
-        extra_beats=int(r["extra_beats"]),
-        beats_received=received,
-        wall_s=0.0,
-        streams=tuple(r.get("streams", ())),
+    out_bytes = np.frombuffer(out, dtype=np.uint8)
+    return result_from_json(
+        json.loads(res), out_bytes, spec.out_stream, spec.n_out_elems, shard.size, 0.0
     )
 
 
