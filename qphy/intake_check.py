@@ -35,8 +35,11 @@ def first_quantizer(model: ModelWrapper):
     raise MalformedModelError("the reference graph has no input quantizer")
 
 
-def verify_head(model: ModelWrapper, ctx: dict, inputs: np.ndarray, spec: HostSpec) -> dict:
-    """The host's head + quantizer integers == the original graph's input quantizer's."""
+def verify_head(
+    model: ModelWrapper, ctx: dict, inputs: np.ndarray, spec: HostSpec, first: int = 0
+) -> dict:
+    """The host's head + quantizer integers == the original graph's input quantizer's
+    (``inputs`` are vectors ``first, first + 1, ...`` of the run: a chunk)."""
     quant = first_quantizer(model)
     value = np.asarray(ctx[quant.output[0]], dtype=np.float64)
     scale = np.asarray(ctx[quant.input[1]], dtype=np.float64)
@@ -47,8 +50,8 @@ def verify_head(model: ModelWrapper, ctx: dict, inputs: np.ndarray, spec: HostSp
         v, i = (int(k) for k in np.argwhere(mine != ref)[0])
         raise MalformedModelError(
             f"the host head ({', '.join(n.name for n in spec.input_head)}) gives input integer "
-            f"{mine[v, i]} at vector {v}, index {i}; qonnx's execution of the original graph "
-            f"gives {ref[v, i]} at {quant.name}"
+            f"{mine[v, i]} at vector {first + v}, index {i}; qonnx's execution of the original "
+            f"graph gives {ref[v, i]} at {quant.name}"
         )
     return {
         "host_head": (

@@ -43,9 +43,42 @@ def batched_model(model: ModelWrapper, n: int) -> ModelWrapper:
     return fold_shapes(batch_reshapes(m, n).transform(InferShapes()))
 
 
-def execute_batch(model: ModelWrapper, inputs: np.ndarray, full_context: bool = False):
-    """qonnx's executor on a whole batch at once: the output array, or every tensor by name."""
-    m = batched_model(model, int(inputs.shape[0]))
+#: Vectors per qonnx execution. The executor keeps every tensor of the batch (float32, and
+#: float64 inside the Quant op), so one batch of a million detector vectors needed more than
+#: the 24 GB of this machine (OOM-killed); chunks bound it to the chunk's tensors.
+EXEC_CHUNK = 10_000
+
+
+def chunks(n: int, size: int | None = None):
+    """Consecutive slices covering ``range(n)``, each at most ``size`` (:data:`EXEC_CHUNK`)."""
+    size = size or EXEC_CHUNK
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def execute_batch(
+    model: ModelWrapper, inputs: np.ndarray, full_context: bool = False, chunk: int | None = None
+):
+    """qonnx's executor on a batch: the output array, or every tensor by name.
+
+    Without ``full_context`` the vectors run in chunks of ``chunk`` (the outputs concatenated
+    in order); a full context is one execution of all ``inputs``, so its callers chunk
+    themselves (:func:`chunks`).
+    """
+    n, chunk = int(inputs.shape[0]), chunk or EXEC_CHUNK
+    if not full_context and n > chunk:
+        models: dict[int, ModelWrapper] = {}
+        outs = []
+        for sl in chunks(n, chunk):
+            size = sl.stop - sl.start
+            if size not in models:
+                models[size] = batched_model(model, size)
+            outs.append(_execute(models[size], inputs[sl], False))
+        return np.concatenate(outs)
+    return _execute(batched_model(model, n), inputs, full_context)
+
+
+def _execute(m: ModelWrapper, inputs: np.ndarray, full_context: bool):
     iname, oname = m.graph.input[0].name, m.graph.output[0].name
     ctx = execute_onnx(m, {iname: inputs.astype(np.float32)}, return_full_exec_context=full_context)
     return ctx if full_context else np.asarray(ctx[oname])
@@ -352,11 +385,14 @@ def accelerator_integers(model: ModelWrapper, tail: FloatTail, inputs: np.ndarra
     the output. Nothing is derived from the float outputs, so a wrong integer cannot hide in
     float rounding.
     """
-    ctx = execute_batch(model, inputs, full_context=True)
-    ints = _linear_integers(model, ctx, tail.linear)
-    for node in tail.path:
-        if node.op_type == "Transpose":
-            ints = np.transpose(ints, _attrs(node).get("perm"))
-        elif node.op_type in _LAYOUT_OPS:
-            ints = ints.reshape(np.asarray(ctx[node.output[0]]).shape)
-    return ints.reshape(len(inputs), -1)
+    parts = []
+    for sl in chunks(len(inputs)):  # a full context of every vector at once does not fit
+        ctx = execute_batch(model, inputs[sl], full_context=True)
+        ints = _linear_integers(model, ctx, tail.linear)
+        for node in tail.path:
+            if node.op_type == "Transpose":
+                ints = np.transpose(ints, _attrs(node).get("perm"))
+            elif node.op_type in _LAYOUT_OPS:
+                ints = ints.reshape(np.asarray(ctx[node.output[0]]).shape)
+        parts.append(ints.reshape(sl.stop - sl.start, -1))
+    return np.concatenate(parts)

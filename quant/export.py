@@ -29,7 +29,14 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qphy.contracts import HOST_META, HostExtras
 from qphy.errors import BitMismatchError, PipelineError
 from qphy.fsutil import StagedDir, atomic_write_json
-from qphy.reference import EXPORT_REPORT, GOLDEN_IN, GOLDEN_OUT, MODEL_FILE, execute_batch
+from qphy.reference import (
+    EXPORT_REPORT,
+    GOLDEN_IN,
+    GOLDEN_OUT,
+    MODEL_FILE,
+    chunks,
+    execute_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +168,9 @@ def check_weights(torch_model: torch.nn.Module, model: ModelWrapper, branched: b
     return len(layers)
 
 
-def compare_traces(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> None:
-    """Raise BitMismatchError at the first vector where any quantizer's integers differ."""
+def compare_traces(ref: list[QuantizerTrace], got: list[QuantizerTrace], first: int = 0) -> None:
+    """Raise BitMismatchError at the first vector where any quantizer's integers differ
+    (the traces are of vectors ``first, first + 1, ...``: a chunk of the golden set)."""
     if len(ref) != len(got):
         raise PipelineError(
             f"Brevitas has {len(ref)} activation quantizers, the QONNX graph {len(got)}"
@@ -181,7 +189,7 @@ def compare_traces(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> None
                 i = int(diff[0])
                 raise BitMismatchError(
                     f"quantizer {r.name} / {g.name}",
-                    v,
+                    first + v,
                     i,
                     int(r.ints[v].flat[i]),
                     int(g.ints[v].flat[i]),
@@ -190,7 +198,9 @@ def compare_traces(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> None
                 )
 
 
-def compare_traces_dag(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> None:
+def compare_traces_dag(
+    ref: list[QuantizerTrace], got: list[QuantizerTrace], first: int = 0
+) -> None:
     """:func:`compare_traces` for a graph with branches: the exporter's topological order of
     the Quant nodes need not be Brevitas's call order, so every Brevitas quantizer call is
     paired with a not yet paired QONNX Quant node of the same shape and equal integers on
@@ -206,7 +216,7 @@ def compare_traces_dag(ref: list[QuantizerTrace], got: list[QuantizerTrace]) -> 
         if hit is None:
             if not same:
                 raise PipelineError(f"quantizer {r.name}: no QONNX Quant node of its shape")
-            compare_traces([r], [same[0]])  # raises, naming the first differing vector
+            compare_traces([r], [same[0]], first)  # raises, naming the first differing vector
             raise PipelineError(f"quantizer {r.name}: unpaired")  # pragma: no cover
         free.remove(hit)
 
@@ -256,13 +266,22 @@ def export_verified(
         qmodel.save(str(tmp / MODEL_FILE))
         qmodel = qmodel.transform(InferShapes())
         n_weights = check_weights(torch_model, qmodel, branched)
-        ref, t_out = torch_traces(torch_model, golden_in)
-        got, q_out = qonnx_traces(qmodel, golden_in)
-        (compare_traces_dag if branched else compare_traces)(ref, got)
-        dec_t, dec_q = hard_decisions(t_out), hard_decisions(q_out)
-        if check_decisions and not np.array_equal(dec_t, dec_q):
-            v, i = (int(a) for a in np.argwhere(dec_t != dec_q)[0])
-            raise BitMismatchError("hard decisions", v, i, int(dec_t[v, i]), int(dec_q[v, i]))
+        compare = compare_traces_dag if branched else compare_traces
+        q_outs = []
+        # In chunks: every quantizer's integers of a million vectors at once do not fit in
+        # memory (qphy.reference.EXEC_CHUNK); each chunk is checked and only its outputs kept.
+        for sl in chunks(len(golden_in)):
+            ref, t_out = torch_traces(torch_model, golden_in[sl])
+            got, q_out = qonnx_traces(qmodel, golden_in[sl])
+            compare(ref, got, sl.start)
+            dec_t, dec_q = hard_decisions(t_out), hard_decisions(q_out)
+            if check_decisions and not np.array_equal(dec_t, dec_q):
+                v, i = (int(a) for a in np.argwhere(dec_t != dec_q)[0])
+                raise BitMismatchError(
+                    "hard decisions", sl.start + v, i, int(dec_t[v, i]), int(dec_q[v, i])
+                )
+            q_outs.append(q_out)
+        q_out = np.concatenate(q_outs)
         np.save(tmp / GOLDEN_IN, golden_in.astype(np.float32))
         np.save(tmp / GOLDEN_OUT, q_out.astype(np.float32))
         in_scale = float(np.asarray(got[0].scale).ravel()[0])

@@ -80,3 +80,28 @@ def test_failed_export_leaves_nothing(small_w4a4, tmp_path, monkeypatch):
     with pytest.raises(BitMismatchError, match="vector 5"):
         export_verified(small_w4a4, x, tmp_path / "exp", {"variant": "small_w4a4"})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_chunked_export_equals_one_batch(small_w4a4, tmp_path, monkeypatch):
+    """A large golden set is verified in chunks (a million vectors in one batch was
+    OOM-killed at 24 GB): the outputs are the one-batch outputs, in order."""
+    import qphy.reference as reference
+
+    x, _ = _inputs(small_w4a4, 200)
+    export_verified(small_w4a4, x, tmp_path / "one", {"variant": "small_w4a4"})
+    monkeypatch.setattr(reference, "EXEC_CHUNK", 64)  # 64, 64, 64, 8
+    assert [s.stop - s.start for s in reference.chunks(200)] == [64, 64, 64, 8]
+    export_verified(small_w4a4, x, tmp_path / "chunked", {"variant": "small_w4a4"})
+    one = np.load(tmp_path / "one" / GOLDEN_OUT)
+    assert np.array_equal(np.load(tmp_path / "chunked" / GOLDEN_OUT), one)
+    qm = ModelWrapper(str(tmp_path / "one" / MODEL_FILE))
+    assert np.array_equal(reference.execute_batch(qm, x).reshape(len(x), -1), one)
+
+
+def test_mismatch_in_a_later_chunk_names_the_global_vector(small_w4a4):
+    x, _ = _inputs(small_w4a4, 50)
+    ref, _ = torch_traces(small_w4a4, x)
+    got, _ = torch_traces(small_w4a4, x)
+    got[-1].ints[7, 2] += 1
+    with pytest.raises(BitMismatchError, match=r"first at vector 135, index 2"):
+        compare_traces(ref, got, first=128)
