@@ -11,10 +11,12 @@ The export gives ``Reshape(x, [-1, 1, K]) @ Reshape(g, [-1, K, K]) -> Reshape([-
   FINN's MVAU inference takes, and a scalar Mul on the matrix moves past the MatMul
   (exact: ``x (c G) = c (x G)``), where streamlining absorbs it into the next thresholds.
 * :func:`drop_weight_reshapes` (after the MVAU conversion): the ``[1, K^2] -> [K, K]`` Reshape
-  of the matrix stream is a relabelling, not a re-ordering, when the MVAU reads its dynamic
-  weights one element per beat (PE = SIMD = 1) in the row-major order of ``G`` or of
-  ``G^T``: identical for the symmetric ``H^T H``. :func:`pin_dynamic_folding` keeps those
-  MVAUs at PE = SIMD = 1; the bit-exact RTL verdict is what confirms the order.
+  of the matrix stream is a relabelling, not a re-ordering: FINN's MVAU reads its dynamic
+  weights as the folded shape ``[MW][MH / PE][PE]`` (``get_folded_input_shape(1)``), i.e.
+  ``G`` row by row, PE elements per beat, for ANY folding; the row-major ``vec(G)`` the host
+  streams is that order, so the dynamic MVAUs fold like any other layer (SIMD only sets how
+  many rows the MVU consumes per cycle from the loader's buffer). The bit-exact RTL verdict
+  is what confirms the order (tests/flow/test_detnet_iid_build.py builds one with PE, SIMD > 1).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def dynamic_matmul_form(model: ModelWrapper) -> ModelWrapper:
 
 def drop_weight_reshapes(model: ModelWrapper) -> ModelWrapper:
     """Removes the ``[1, K^2] -> [K, K]`` Reshape feeding a dynamic MVAU's weight stream (see
-    the module docstring: a relabelling of a symmetric matrix's stream at PE = SIMD = 1)."""
+    the module docstring: a relabelling of the row-major matrix stream at any PE/SIMD)."""
     for node in list(model.graph.node):
         if not node.op_type.startswith("MVAU") or len(node.input) < 2:
             continue
@@ -144,18 +146,6 @@ def drop_weight_reshapes(model: ModelWrapper) -> ModelWrapper:
             continue
         node.input[1] = rs.input[0]
         model.graph.node.remove(rs)
-    return model
-
-
-def pin_dynamic_folding(model: ModelWrapper) -> ModelWrapper:
-    """PE = SIMD = 1 for every dynamic MVAU (the stream order :func:`drop_weight_reshapes`
-    relies on)."""
-    for node in model.graph.node:
-        if node.op_type.startswith("MVAU"):
-            inst = getCustomOp(node)
-            if inst.get_nodeattr("mem_mode") == "dynamic":
-                inst.set_nodeattr("PE", 1)
-                inst.set_nodeattr("SIMD", 1)
     return model
 
 

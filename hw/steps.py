@@ -29,7 +29,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from hw.checks import check_hw_supported, check_qonnx_supported, check_rtl_specialized, host_tail
 from hw.config import FifoSizing, FoldingPreference, HwBuildConfig, Preset
-from hw.dynamic_matmul import drop_weight_reshapes, dynamic_matmul_form, pin_dynamic_folding
+from hw.dynamic_matmul import drop_weight_reshapes, dynamic_matmul_form
 from hw.folding import fold_for_latency
 from hw.legalize import BipolarToInt2, PreferRtl, SplitHostHead, SplitHostPost
 from hw.steps_graph import (
@@ -350,7 +350,6 @@ def step_apply_folding(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
         get_dsp_block(cfg.fpga_part),
         cfg.folding_preference is FoldingPreference.LATENCY,
     )
-    model = pin_dynamic_folding(model)
     model.set_metadata_prop("qphy_folding_target_cycles", str(used))
     if cfg.optimize is not None:  # the search overrides the target-driven folding
         from hw.optimize import search

@@ -23,6 +23,9 @@ def test_detnet_iid_l2_builds_bit_exact(verilator, tmp_path, capsys):
             "build", "detector", "--arch", "detnet", "--channel", "iid", "--layers", "2",
             "--bits", "w4a4", "--float-steps", "100", "--qat-steps", "40",
             "--checkpoint-dir", str(tmp_path / "ck"), "--vectors", "40", "--out", str(out),
+            # 100 cycles/frame: the dynamic MVAU (20 x 20 = 400 MACs) must fold to PE x SIMD
+            # >= 4, so its weight stream is read several elements per beat
+            "--target-cycles", "100",
         ]
     )  # fmt: skip
     assert rc == 0, capsys.readouterr().err
@@ -32,7 +35,8 @@ def test_detnet_iid_l2_builds_bit_exact(verilator, tmp_path, capsys):
     assert report["bit_exact"] is True and report["mismatches"] == 0
     assert report["vectors_checked"] == 40
     # the product of two streams is an MVAU reading its weights from a stream
-    hw = ModelWrapper(str(next((out / "hw").rglob("*dataflow_partition*.onnx"), None) or ""))
+    # the graph as exported to RTL (folded; the dataflow partition is the unfolded one)
+    hw = ModelWrapper(str(next((out / "hw" / "intermediate").glob("*_export_rtl.onnx"))))
     dyn = [
         n
         for n in hw.graph.node
@@ -40,3 +44,5 @@ def test_detnet_iid_l2_builds_bit_exact(verilator, tmp_path, capsys):
         and any(a.name == "mem_mode" and a.s == b"dynamic" for a in n.attribute)
     ]
     assert len(dyn) == 1  # layer 2's H^T H x_1 (layer 1 has x_0 = 0)
+    attrs = {a.name: a.i for a in dyn[0].attribute if a.name in ("PE", "SIMD")}
+    assert attrs["PE"] * attrs["SIMD"] >= 4, attrs
