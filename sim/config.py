@@ -37,7 +37,8 @@ class SimConfig:
         budget_us: Latency budget; a measured latency above it raises LatencyBudgetError.
         build_timeout_s: Wall-clock limit of the Verilator build.
         sim_timeout_s: Wall-clock limit of one simulation run (a hang at time 0 is not caught
-            by cocotb itself).
+            by cocotb itself); a harness run gets ``sim.shards.RUN_S_PER_VECTOR`` more per
+            vector, so a long healthy run is not cut.
         stall_limit_cycles: Cycles without output progress after which the bench declares a
             deadlock.
         bench: The testbench of the verdict.

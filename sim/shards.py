@@ -31,6 +31,7 @@ from qphy.contracts import StreamSpec
 from qphy.errors import ConfigError, PipelineError
 from qphy.host import pack_beats
 from sim.harness import HarnessResult, HarnessRunError, result_from_json, run_harness
+from sim.harness_build import HarnessTimeout
 
 #: Vectors the asserting shard checks at least when the bulk shards run without assertions.
 ASSERT_SHARD_VECTORS = 10_000
@@ -128,6 +129,19 @@ def merge(shards: Sequence[Shard], results: Sequence[HarnessResult]) -> HarnessR
     )
 
 
+#: Wall-clock seconds per vector a harness run may take on top of ``RunSpec.timeout_s``. The
+#: bench's stall limit catches a deadlock once the run is going; the wall-clock limit only has
+#: to catch a hang at time 0, so it must not cut a long healthy run: a flat 900 s stopped a
+#: 495,820-vector shard on the loaded 2-core machine (a million vectors take 13 minutes on two
+#: idle cores). 20 ms is 16x the slowest per-vector time measured (the default detector).
+RUN_S_PER_VECTOR = 0.02
+
+
+def run_limit_s(spec: RunSpec, vectors: int) -> float:
+    """The wall-clock limit of one harness run of ``vectors`` vectors."""
+    return spec.timeout_s + RUN_S_PER_VECTOR * vectors
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """What every shard shares: streams, bench knobs (as :func:`sim.harness.run_harness`)."""
@@ -171,7 +185,7 @@ def run_local(
             sink_pause_prob=spec.sink_pause_prob,
             n_burst=spec.n_burst,
             stall_limit_cycles=spec.stall_limit_cycles,
-            timeout_s=spec.timeout_s,
+            timeout_s=run_limit_s(spec, shard.size),
             progress=progress and len(shards) == 1,
             x_seed=None if spec.x_seed is None else spec.x_seed + shard.index,
         )
@@ -266,6 +280,10 @@ def _ray_shard(exe: bytes, mem: dict[str, bytes], inputs: bytes, args: list[str]
         )
         try:
             _, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:  # reported by the driver as a named HarnessTimeout
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return None, "", b"", f"no result within its {timeout_s:.0f} s wall-clock limit"
         except BaseException:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -283,6 +301,8 @@ def _ray_shard(exe: bytes, mem: dict[str, bytes], inputs: bytes, args: list[str]
 def _result(shard: Shard, spec: RunSpec, rc: int, res: str, out: bytes, err: str):
     import json  # noqa: PLC0415
 
+    if rc is None:
+        raise HarnessTimeout(f"shard {shard.index} on Ray ({shard.size} vectors): {err}")
     if rc != 0 or not res:
         raise HarnessRunError(f"shard {shard.index} on Ray: the harness exited {rc} ({err})")
     out_bytes = np.frombuffer(out, dtype=np.uint8)
@@ -326,12 +346,20 @@ def run_on_ray(
             mem,
             pack_beats(inputs[s.start : s.stop], spec.in_stream).tobytes(),
             _shard_args(s, spec),
-            spec.timeout_s,
+            run_limit_s(spec, s.size),
         )
         for s in shards
     ]
+    # The tasks time themselves out; this limit also covers a task that never got a worker.
+    limit = max(run_limit_s(spec, s.size) for s in shards) + 60
     try:
-        outs = ray.get(refs, timeout=spec.timeout_s + 60)
+        outs = ray.get(refs, timeout=limit)
+    except ray.exceptions.GetTimeoutError as exc:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise HarnessTimeout(
+            f"the Ray shards gave no result within {limit:.0f} s (is the cluster busy?)"
+        ) from exc
     except BaseException:
         for ref in refs:
             ray.cancel(ref, force=True)

@@ -114,3 +114,19 @@ def test_interrupted_sharded_run_leaves_no_harness(verilator, tmp_path):
         for pid in _running(binary):
             os.killpg(pid, signal.SIGKILL)
     assert proc.returncode != 0 and _running(binary) == []
+
+
+def test_run_limit_grows_with_the_shard_and_a_ray_timeout_is_named(tmp_path):
+    """A flat 900 s limit cut a healthy 495,820-vector shard: the limit grows per vector; a
+    Ray task past its limit is a HarnessTimeout naming the shard, not a raw TimeoutExpired."""
+    from sim.harness_build import HarnessTimeout
+    from sim.shards import RUN_S_PER_VECTOR, RunSpec, _ray_shard, _result, run_limit_s
+
+    spec = RunSpec(None, None, 1, 0, 0.3, 0.3, 4, 1000, 900.0)
+    assert run_limit_s(spec, 0) == 900.0
+    assert run_limit_s(spec, 495_820) == pytest.approx(900 + 495_820 * RUN_S_PER_VECTOR)
+    hang = b"#!/bin/sh\nsleep 30\n"  # a harness that hangs at time 0
+    out = _ray_shard(hang, {}, b"", [], 0.5)  # the task body, called here without Ray
+    assert out[0] is None
+    with pytest.raises(HarnessTimeout, match=r"shard 3 on Ray \(7 vectors\).*0 s wall-clock"):
+        _result(Shard(3, 0, 7, False), spec, *out)
