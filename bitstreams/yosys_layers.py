@@ -573,5 +573,7 @@ def run_cli(
     check = fit(_fit_units(rep["resources"]), rep["fpga_part"], "yosys")
     util = ", ".join(f"{k} {100 * u:.1f} %" for k, u in check.get("utilisation", {}).items())
     verdict = {True: "fits", False: "does NOT fit", None: "fit unknown"}[check["fits"]]
-    print(f"synthesized (per layer) on {rep['fpga_part']}: {verdict} ({util})")
-    return 0 if check["fits"] is not False else 1
+    line = f"synthesized (per layer) on {rep['fpga_part']}: {verdict} ({util})"
+    # As the whole-design run: a design over the part is reported, not an error of the run.
+    print(line if check["fits"] is not False else f"WARNING: {line}")
+    return 0
