@@ -247,7 +247,7 @@ def _finish(run: _Running, status: int | None, rusage, unit_dir: Path, timeout_s
         "peak_rss_mib": round(rusage.ru_maxrss / 1024, 1),
     }
     if status is None:
-        return {**res, "status": "timeout", "error": f"no result within {timeout_s:.0f} s "
+        return {**res, "status": "timeout", "error": f"no result within {timeout_s:g} s "
                 f"(at {run.step()})"}  # fmt: skip
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
