@@ -213,7 +213,7 @@ def yosys_version() -> str:
 _STEP = re.compile(r"^(\d+(?:\.\d+)*)\. Executing (.*?)\.?$")
 
 
-class _StepTracker:
+class StepTracker:
     """The last ``N. Executing PASS`` line of a growing log (what Yosys is doing now), read
     incrementally: a pass can print far more than any fixed tail holds."""
 
@@ -260,7 +260,7 @@ def run_yosys(
         )
     status = rusage = None
     next_report = t0 + progress_every_s
-    step = _StepTracker(log_path)
+    step = StepTracker(log_path)
     while status is None:
         pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -455,14 +455,14 @@ def synthesize(
 
 
 #: FINN-estimate key -> synthesized category compared with it.
-_COMPARED = {"LUT": "LUT_total", "FF": "FF", "BRAM_18K": "BRAM_18K", "URAM": "URAM", "DSP": "DSP"}
+COMPARED = {"LUT": "LUT_total", "FF": "FF", "BRAM_18K": "BRAM_18K", "URAM": "URAM", "DSP": "DSP"}
 
 
 def compare_with_estimate(synth: dict, estimate: dict) -> dict:
     """``synthesized_resources``: Yosys's counts in FINN's units beside FINN's estimate, and
     synthesized / estimated per resource (None where the estimate is 0)."""
     res = synth["resources"]
-    counts = {k: int(res[v]) for k, v in _COMPARED.items()}
+    counts = {k: int(res[v]) for k, v in COMPARED.items()}
     ratio = {
         k: (round(counts[k] / estimate[k], 3) if estimate.get(k) else None)
         for k in counts

@@ -144,6 +144,7 @@ def _hw_sim_configs(args: argparse.Namespace, dflt: HwDefaults):
         jobs=args.jobs,
         ray_address=args.ray or "",
         compiler=args.compiler,
+        build_timeout_s=getattr(args, "build_timeout_s", 0.0),
     )
     return hw, sim
 
@@ -277,6 +278,10 @@ def cmd_bitstream(args: argparse.Namespace) -> int:
             require_vivado()
         except ToolNotFound:
             tool = "yosys"
+    if tool == "yosys" and getattr(args, "per_layer", False):
+        from bitstreams.yosys_layers import run_cli
+
+        return run_cli(args.build_dir, args.timeout_s, args.out, args.lut_mapper, args.jobs)
     if tool == "yosys":
         _yosys_synth(Path(args.build_dir), args.timeout_s, args.out, args.lut_mapper)
         return 0
@@ -415,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--compiler", default="g++", choices=["g++", "clang++", "auto"], help="harness C++ compiler"
     )
     sp.add_argument(
+        "--build-timeout-s",
+        type=float,
+        default=0.0,
+        help="Verilator build limit (0: scales with the design, at least 900 s)",
+    )
+    sp.add_argument(
         "--optimize",
         default=None,
         choices=[o.value for o in Optimize],
@@ -477,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=["abc", "abc9"],
                 help="Yosys: plain ABC (default) or synth_xilinx's ABC9 (slow on large designs)",
             )
+            sp.add_argument(
+                "--per-layer",
+                action="store_true",
+                help="Yosys: one out-of-context run per layer, summed (--timeout-s per run)",
+            )
+            sp.add_argument("--jobs", type=int, default=None, help="--per-layer: runs at once")
         sp.set_defaults(func=cmd_bitstream)
     return p
 

@@ -35,7 +35,8 @@ class SimConfig:
         sink_pause_prob: Probability that the sink refuses a beat on a given cycle.
         n_burst: Frames in the back-to-back burst that measures steady-state cycles per frame.
         budget_us: Latency budget; a measured latency above it raises LatencyBudgetError.
-        build_timeout_s: Wall-clock limit of the Verilator build.
+        build_timeout_s: Wall-clock limit of the Verilator build; 0 scales it with the design
+            (:mod:`sim.build_limit`: at least 900 s).
         sim_timeout_s: Wall-clock limit of one simulation run (a hang at time 0 is not caught
             by cocotb itself); a harness run gets ``sim.shards.RUN_S_PER_VECTOR`` more per
             vector, so a long healthy run is not cut.
@@ -68,7 +69,7 @@ class SimConfig:
     sink_pause_prob: float = 0.3
     n_burst: int = 32
     budget_us: float = BUDGET_US
-    build_timeout_s: float = 900.0
+    build_timeout_s: float = 0.0
     sim_timeout_s: float = 900.0
     stall_limit_cycles: int = 100_000
     bench: Bench = Bench.HARNESS
@@ -92,6 +93,10 @@ class SimConfig:
             raise ConfigError(f"budget_us must be > 0, got {self.budget_us}")
         if not Path(self.harness_cache).is_absolute():
             raise ConfigError(f"harness_cache must be an absolute path, got {self.harness_cache}")
+        if self.build_timeout_s < 0:
+            raise ConfigError(
+                f"build_timeout_s must be >= 0 (0: automatic), got {self.build_timeout_s}"
+            )
         if self.jobs < 0:
             raise ConfigError(f"jobs must be >= 0 (0: one per core), got {self.jobs}")
         if self.compiler not in ("g++", "clang++", "auto"):

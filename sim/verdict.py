@@ -32,11 +32,12 @@ from qphy.errors import (
     PipelineError,
 )
 from qphy.fsutil import atomic_write_json, atomic_write_text
+from sim.build_limit import build_timeout_s, timeout_message
 from sim.config import Bench, SimConfig
 from sim.coverage import CORNER_DIR
 from sim.fifos import fifo_model, stalled_streams
 from sim.rtl_sources import prepare_sources
-from sim.verilator import build, run_test
+from sim.verilator import SimulationTimeout, build, run_test
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,18 @@ def build_rtl_sim(hw_dir: Path, sim_dir: Path, sim_cfg: SimConfig) -> float:
     harness executable (cached by content under ``sim_cfg.harness_cache``) or the cocotb
     model in sim_dir/obj. Returns the build's seconds (0 for a cached harness)."""
     design = prepare_sources(Path(hw_dir) / "rtl", Path(sim_dir))
+    limit_s = build_timeout_s(sim_cfg.build_timeout_s, design.manifest)
+    try:
+        return _build(design, sim_dir, sim_cfg, limit_s)
+    except SimulationTimeout as exc:  # HarnessTimeout too: one line naming the limit
+        raise BuildTimeout(timeout_message(limit_s, sim_cfg.build_timeout_s, str(exc))) from None
+
+
+class BuildTimeout(SimulationTimeout):
+    """The Verilator build of a design ran past its wall-clock limit."""
+
+
+def _build(design, sim_dir: Path, sim_cfg: SimConfig, limit_s: float) -> float:
     t0 = time.perf_counter()
     if sim_cfg.bench is Bench.HARNESS:
         from sim.harness_build import build_harness  # noqa: PLC0415
@@ -69,7 +82,7 @@ def build_rtl_sim(hw_dir: Path, sim_dir: Path, sim_cfg: SimConfig) -> float:
                 design.top,
                 sim_cfg.harness_cache,
                 x_random=sim_cfg.x_random,
-                timeout_s=sim_cfg.build_timeout_s,
+                timeout_s=limit_s,
                 assertions=assertions,
                 compiler=sim_cfg.compiler,
             )
@@ -81,7 +94,7 @@ def build_rtl_sim(hw_dir: Path, sim_dir: Path, sim_cfg: SimConfig) -> float:
             (Path(sim_dir) / HARNESS_LINK_BULK).unlink(missing_ok=True)
         atomic_write_json(Path(sim_dir) / "harness_builds.json", builds)
     else:
-        build(design.sources, design.top, Path(sim_dir) / "obj", sim_cfg.build_timeout_s)
+        build(design.sources, design.top, Path(sim_dir) / "obj", limit_s)
         seconds = time.perf_counter() - t0
     log.info("%s build of %d sources: %.1f s", sim_cfg.bench, len(design.sources), seconds)
     return seconds

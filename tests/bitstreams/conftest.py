@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,39 @@ def make_hw_dir(
 @pytest.fixture
 def hw_dir(tmp_path) -> Path:
     return make_hw_dir(tmp_path / "hwbuild")
+
+
+@pytest.fixture(scope="session")
+def small_synth_build(tmp_path_factory):
+    """A ``qphy build``-shaped directory of a 30 -> 16 -> 20 w4a4 FullyCon (shared by the
+    whole-design and the per-layer Yosys tests): hw/ from the real hw build, report.json a
+    verdict-shaped Report carrying hw's estimate (no simulation: the synthesis reads only hw/
+    and merges into report.json; a test that writes there works on a copy).
+    Returns (dir, estimate)."""
+    from hw.config import HwBuildConfig
+    from hw.runner import run_build
+    from qphy.contracts import Report
+    from tests.hw.fixture_export import make_export
+
+    root = tmp_path_factory.mktemp("synth_small")
+    export = make_export(root / "export", n_golden=8, hidden=16, n_hidden_layers=1)
+    run_build(export / "model.qonnx.onnx", HwBuildConfig(target_cycles=64), root / "hw")
+    est = json.loads((root / "hw" / "hw_report.json").read_text())["estimated_resources"]
+    Report(
+        variant="fullycon_w4a4",
+        bit_exact=True,
+        vectors_checked=8,
+        mismatches=0,
+        latency_cycles=1,
+        cycles_per_frame=1,
+        clock_mhz=200.0,
+        latency_us=0.005,
+        throughput_vectors_per_s=2e8,
+        budget_us=1000.0,
+        within_budget=True,
+        fpga_part="xczu3eg-sbva484-1-e",
+        estimated_resources=est,
+        fifo_depths={},
+        tool_versions={},
+    ).write(root / "report.json")
+    return root, est

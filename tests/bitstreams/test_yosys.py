@@ -82,7 +82,7 @@ def test_script_lut_mappers():
 def test_progress_names_the_current_pass(tmp_path):
     log = tmp_path / "yosys.log"
     log.write_text("")
-    step = yosys._StepTracker(log)
+    step = yosys.StepTracker(log)
     assert step() == "starting"
     log.write_text("4.47.14.5. Executing ABC9.\n" + "Checking module x...\n" * 20000)
     assert step() == "4.47.14.5 ABC9"
@@ -118,40 +118,6 @@ def test_cli_synth_falls_back_to_yosys_without_vivado(tmp_path, capsys, monkeypa
     assert main(["synth", str(tmp_path)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a hw build directory" in err[0]  # Yosys's path, not Vivado's
-
-
-@pytest.fixture(scope="module")
-def small_synth_build(tmp_path_factory):
-    """A ``qphy build``-shaped directory of a 30 -> 16 -> 20 w4a4 FullyCon: hw/ from the real
-    hw build, report.json a verdict-shaped Report carrying hw's estimate (no simulation: the
-    synthesis reads only hw/ and merges into report.json). Returns (dir, estimate)."""
-    from hw.config import HwBuildConfig
-    from hw.runner import run_build
-    from qphy.contracts import Report
-    from tests.hw.fixture_export import make_export
-
-    root = tmp_path_factory.mktemp("synth_small")
-    export = make_export(root / "export", n_golden=8, hidden=16, n_hidden_layers=1)
-    run_build(export / "model.qonnx.onnx", HwBuildConfig(target_cycles=64), root / "hw")
-    est = json.loads((root / "hw" / "hw_report.json").read_text())["estimated_resources"]
-    Report(
-        variant="fullycon_w4a4",
-        bit_exact=True,
-        vectors_checked=8,
-        mismatches=0,
-        latency_cycles=1,
-        cycles_per_frame=1,
-        clock_mhz=200.0,
-        latency_us=0.005,
-        throughput_vectors_per_s=2e8,
-        budget_us=1000.0,
-        within_budget=True,
-        fpga_part="xczu3eg-sbva484-1-e",
-        estimated_resources=est,
-        fifo_depths={},
-        tool_versions={},
-    ).write(root / "report.json")
-    return root, est
 
 
 @pytest.mark.rtl
