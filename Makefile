@@ -29,7 +29,7 @@ $(STAMP): requirements.lock pyproject.toml sim/verilator-wrapper.sh
 # The main job on the built-in default: the w4a4 FullyCon detector end to end.
 run: setup
 	$(VENV)/bin/qphy evaluate detector --bits w4a4 --out build/fullycon_w4a4_ber
-	$(VENV)/bin/qphy build detector --bits w4a4 --out build/fullycon_w4a4
+	$(VENV)/bin/qphy build detector --bits w4a4 --vectors 20000 --out build/fullycon_w4a4
 
 test: setup
 	$(PY) -m pytest -q
