@@ -83,8 +83,8 @@ class InputQuant(Int8ActPerTensorFixedPointMinMaxInit):
 
 
 class UnitQuant(Uint8ActPerTensorFixedPointMaxInit):
-    """Unsigned quantizer with the constant range [0, 1) (scale 2^-bits): the soft sign's
-    clamp (its saturation) and the pair ``x+``, ``x-`` of ``x`` in [-1, 1]."""
+    """Unsigned quantizer with the constant range [0, 1) (scale 2^-bits for bits >= 8): the
+    soft sign's clamp (its saturation) and the pair ``x+``, ``x-`` of ``x`` in [-1, 1]."""
 
     scaling_impl_type = ScalingImplType.CONST
     max_val = 1.0 - 2.0**-8
