@@ -314,4 +314,36 @@ class PreferRtl(Transformation):
                 inst.set_nodeattr("weightDataType", wide.name)
                 model.set_tensor_datatype(node.input[1], wide)
                 changed = True
+            changed |= _widen_rtl_accumulator(model, node, inst)
         return model, changed
+
+
+def _widen_rtl_accumulator(model: ModelWrapper, node, inst) -> bool:
+    """FINN's RTL MVU needs ``ACCU_WIDTH >= WEIGHT_WIDTH + ACTIVATION_WIDTH - signed(act)``
+    (mvu.sv asserts it), but MinimizeAccumulatorWidth gives the exact range of the sums, which
+    is narrower when few small weights meet unsigned inputs (the varying-channel DetNet's
+    layer-1 ``mix_x``: one weight per row). Widening changes no value; a MVAU without
+    activation streams its accumulator, so its output type and its consumers' input types
+    follow."""
+    if not inst.get_nodeattr("accDataType") or not inst.get_nodeattr("inputDataType"):
+        return False
+    acc = DataType[inst.get_nodeattr("accDataType")]
+    wdt = DataType[inst.get_nodeattr("weightDataType")]
+    adt = DataType[inst.get_nodeattr("inputDataType")]
+    if not (acc.is_integer() and wdt.is_integer() and adt.is_integer()):
+        return False
+    need = wdt.bitwidth() + adt.bitwidth() - int(adt.signed())
+    if acc.bitwidth() >= need:
+        return False
+    wide = DataType[f"{'INT' if acc.signed() else 'UINT'}{need}"]
+    inst.set_nodeattr("accDataType", wide.name)
+    if inst.get_nodeattr("noActivation") == 1:
+        model.set_tensor_datatype(node.output[0], wide)
+        if inst.get_nodeattr("outputDataType"):
+            inst.set_nodeattr("outputDataType", wide.name)
+        for consumer in model.find_consumers(node.output[0]) or []:
+            if consumer.domain.startswith("finn") and "inputDataType" in [
+                a.name for a in consumer.attribute
+            ]:
+                getCustomOp(consumer).set_nodeattr("inputDataType", wide.name)
+    return True

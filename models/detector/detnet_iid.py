@@ -4,7 +4,7 @@ training (the float :class:`.detnet.DetNet`), QAT of its hardware form
 
 Both trainings go through :func:`quant.trainer.fit` with DetNet's loss
 ``sum_l log(l) ||x - x_l||^2 / ||x - x_LS||^2`` on fresh i.i.d. batches (one channel per vector).
-The host computes ``[H^T y | vec(H^T H)]`` (:func:`.detnet_iid_hw.host_inputs`): it is the
+The host computes ``[H^T y | c vec(H^T H)]`` (:func:`.detnet_iid_hw.host_inputs`): it is the
 hardware model's input, and its golden inputs are such vectors (half of them scaled to
 saturate the input quantizer).
 """
@@ -17,7 +17,13 @@ import numpy as np
 import torch
 
 from models.detector.detnet import DetNet, DetNetShape
-from models.detector.detnet_iid_hw import QuantDetNetIID, batches, from_float, host_inputs
+from models.detector.detnet_iid_hw import (
+    GRAM_SCALE,
+    QuantDetNetIID,
+    batches,
+    from_float,
+    host_inputs,
+)
 
 
 def _shape(cfg) -> DetNetShape:
@@ -132,7 +138,7 @@ class _FloatDetector(torch.nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         k = self.det.shape.k_tx
-        hty, hth = u[:, :k], u[:, k:].reshape(-1, k, k)
+        hty, hth = u[:, :k], u[:, k:].reshape(-1, k, k) / GRAM_SCALE
         x = u.new_zeros(u.shape[0], k)
         v = u.new_zeros(u.shape[0], self.det.shape.v_dim)
         for layer in self.det.layers:
@@ -140,39 +146,9 @@ class _FloatDetector(torch.nn.Module):
         return x
 
 
-def evaluate_ber(cfg, detectors: dict[str, torch.nn.Module], seed: int = 1234) -> dict:
-    """BER per SNR of ``detectors`` (``u -> soft x``) and ZF/MMSE/ML, on the same seeded
-    i.i.d. vectors as :func:`.evaluate.evaluate_ber` draws (fresh channel per vector)."""
-    from models.detector.data import detection_config
-    from models.detector.evaluate import _CHUNK, BASELINES
-    from models.detector.mimo import sample_numpy
-    from quant.export import hard_decisions
-
-    det = detection_config(cfg)
-    n_vec = max(1, -(-cfg.eval_bits_per_snr // det.k_tx))
-    names = [*detectors, *BASELINES]
-    errors = {name: np.zeros(len(cfg.eval_snr_db), dtype=np.int64) for name in names}
-    for si, snr in enumerate(cfg.eval_snr_db):
-        rng = np.random.default_rng([seed, si])
-        done = 0
-        while done < n_vec:
-            b = min(_CHUNK, n_vec - done)
-            y, x, h, sigma2 = sample_numpy(det, b, snr, rng)
-            u = torch.from_numpy(host_inputs(y, h))
-            with torch.no_grad():
-                for name, model in detectors.items():
-                    model.eval()
-                    errors[name][si] += int(np.sum(hard_decisions(model(u).numpy()) != x))
-            for name, fn in BASELINES.items():
-                errors[name][si] += int(np.sum(fn(y, h, sigma2) != x))
-            done += b
-    bits = n_vec * det.k_tx
-    return {
-        "snr_db": [float(s) for s in cfg.eval_snr_db],
-        "ber": {name: (errors[name] / bits).tolist() for name in names},
-        "errors": {name: errors[name].tolist() for name in names},
-        "bits_simulated_per_snr": int(bits),
-    }
+def model_inputs(y: np.ndarray, h: np.ndarray) -> torch.Tensor:
+    """The detectors' input of a BER chunk (:data:`.evaluate.InputFn`): the host inputs."""
+    return torch.from_numpy(host_inputs(y, h))
 
 
 def evaluate_detector(cfg, out_dir: Path, load_or_train, ckpt_dir: Path | None = None) -> dict:
@@ -181,12 +157,12 @@ def evaluate_detector(cfg, out_dir: Path, load_or_train, ckpt_dir: Path | None =
     (:func:`models.detector.jobs.load_or_train`, passed in: jobs routes here)."""
     from dataclasses import replace
 
-    from models.detector.evaluate import snr_at_ber, write_ber
+    from models.detector.evaluate import evaluate_ber, snr_at_ber, write_ber
 
     float_cfg = replace(cfg, bits=None)
     float_model = _FloatDetector(load_or_train(float_cfg, ckpt_dir))
     qat_model = load_or_train(cfg, ckpt_dir)
-    result = evaluate_ber(cfg, {"float": float_model, cfg.bits.tag: qat_model})
+    result = evaluate_ber(cfg, {"float": float_model, cfg.bits.tag: qat_model}, inputs=model_inputs)
     result["channel"] = cfg.channel
     for target in ("1e-2", "1e-3"):
         result[f"snr_db_at_ber_{target}"] = {

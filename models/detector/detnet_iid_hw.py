@@ -1,5 +1,6 @@
 """DetNet on a varying (i.i.d.) channel in its hardware form: a Brevitas model whose ONE input
-stream carries, per received vector, ``u = [H^T y | vec(H^T H)]`` (K + K^2 values).
+stream carries, per received vector, ``u = [H^T y | c vec(H^T H)]`` (K + K^2 values; the
+constant ``c = GRAM_SCALE`` gives H^T H a finer step under the input's one scale).
 
 Why one stream: qphy's stitcher handles several top-level streams, but the host runtime, the
 harness and the board driver take one input stream (docs/rtl-layers.md). So the host computes
@@ -7,24 +8,27 @@ harness and the board driver take one input stream (docs/rtl-layers.md). So the 
 them again (a slice of the input; on chip the split layer).
 
 The tensors between layers share two quantizers (one scale each), so every concat joins
-streams of one scale, as qphy's RTL concat needs: ``state`` (signed: ``H^T y``, ``x``,
-``H^T H x``, ``v``) and ``pos`` (unsigned, a ReLU: the soft-sign halves and ``x`` as the pair
-``x+ = ReLU(x)``, ``x- = ReLU(-x)``; FINN turns a ReLU only into an unsigned quantizer, so the
-soft sign's ReLUs cannot feed the signed ``state``). Layer l (``x_0 = v_0 = 0``; layer 1 reads
-only ``q``)::
+streams of one scale, as qphy's RTL concat needs: ``state`` (signed, learned range initialised
+to +-4: ``H^T y``, ``x``, ``H^T H x``, ``v``) and ``pos`` (unsigned, the constant range
+[0, 1): the soft sign's clamp and ``x`` as the pair ``x+ = ReLU(x)``, ``x- = ReLU(-x)``; FINN
+turns a ReLU only into an unsigned quantizer, so these cannot feed the signed ``state``).
+Layer l (``x_0 = v_0 = 0``; layer 1 reads only ``q``)::
 
-    gx  = state(G x_{l-1})                              dynamic matmul (MVAU, mem_mode dynamic)
+    gx  = state(G' x_{l-1} / c)            dynamic matmul (MVAU, mem_mode dynamic), G' = c G
     c   = [q, x_{l-1}, gx, v_{l-1}]                     concat, 5K
     z   = ReLU_q(fc(c))                                 5K -> 8K
-    r   = pos(fc_r(z))                       8K -> 2K: ReLU([a + t, a - t]), a = W2 z + b2
-    m   = [r, x_{l-1}+, x_{l-1}-]                       concat, 4K
-    x_l = state(mix_x(m));  [x_l+, x_l-] = pos(mix_p(m))   4K -> K, 4K -> 2K
+    r   = pos(fc_r(z))             8K -> K: clamp((a + |t|) / (2|t|), 0, 1), a = W2 z + b2
+    m   = [r, x_{l-1}+, x_{l-1}-]                       concat, 3K
+    x_l = state(mix_x(m));  [x_l+, x_l-] = pos(mix_p(m))   3K -> K, 3K -> 2K
     vn  = state(fc_v(z));   v_l = state(mix_v([vn, v_{l-1}]))   init [0.1 I, 0.9 I]
 
-The soft sign ``psi_t(a) = -1 + (ReLU(a + t) - ReLU(a - t)) / |t|`` and DetNet's
-``0.1 new + 0.9 old`` mix are thereby the linear layer ``mix_x`` over the concat ``m``
-(initialised to ``[0.1/|t|, -0.1/|t|, 0.9, -0.9]``, bias -0.1; ``mix_p`` to ``[mix_x; -mix_x]``)
-and trained with the rest in QAT: a scaled add of streams, requantized by thresholds. The last
+The soft sign ``psi_t(a) = -1 + (ReLU(a + t) - ReLU(a - t)) / |t| = -1 + 2 sign(t) r`` is the
+saturation of ``pos`` (its range [0, 1) is the clamp; two ReLU halves would need a range as
+wide as ``a`` itself, and clipping both at one range maps a large ``a`` to -1). It and
+DetNet's ``0.1 new + 0.9 old`` mix are thereby the linear layer ``mix_x`` over the concat
+``m`` (initialised to ``[0.2 sign(t), 0.9, -0.9]``, bias -0.1; ``mix_p`` to
+``[mix_x; -mix_x]``) and trained with the rest in QAT: a scaled add of streams, requantized
+by thresholds. The last
 layer computes no ``v`` and no pair, and its ``x_L`` goes through the output quantizer.
 
 :func:`from_float` initialises the model from a trained float :class:`.detnet.DetNet`;
@@ -35,20 +39,59 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from brevitas.inject.enum import ScalingImplType
 from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
-from brevitas.quant import Int8ActPerTensorFixedPoint
+from brevitas.quant.fixed_point import (
+    Int8ActPerTensorFixedPointMinMaxInit,
+    Uint8ActPerTensorFixedPointMaxInit,
+)
 from torch import nn
 
 from models.detector.detnet import DetNet, DetNetShape, gram, least_squares
 from qphy.errors import CheckpointError, ConfigError
-from quant.recipes import Recipe, ReluQuant
+from quant.recipes import Recipe
 
-#: Width of the shared state quantizer (H^T y, x, H^T H x, v, soft-sign halves).
+#: Width of the shared state quantizer (H^T y, x, H^T H x, v) and of ``pos``.
 STATE_BITS = 8
+#: Initial range +-STATE_RANGE of ``state`` (then learned): it must hold H^T y (|.| up to
+#: ~4.3 at 8..13 dB); a range from percentile statistics (~2, most values are x in [-1, 1])
+#: clipped H^T y and H^T H x and cost most of the quantized model's BER (docs/detnet-iid.md).
+STATE_RANGE = 4.0
+#: The host sends ``GRAM_SCALE * H^T H`` and the model divides ``G x`` by it again (a scalar
+#: past the dynamic MVAU, absorbed by streamlining): the input quantizer's one scale fits
+#: H^T y (|.| ~4.3), so this gives H^T H (diagonal ~1 +- 0.26, off-diagonal ~0.18) a
+#: GRAM_SCALE times finer step. A power of two: the product stays exact.
+GRAM_SCALE = 2.0
+#: Initial range +-INPUT_RANGE of the 8-bit input quantizer (then learned): H^T y and
+#: GRAM_SCALE H^T H stay within ~4.3; a percentile range rounds up to the next power of two, 8.
+INPUT_RANGE = 4.0
+
+
+class StateQuant(Int8ActPerTensorFixedPointMinMaxInit):
+    """Signed PoT quantizer of the inter-layer state, learned scale initialised to cover
+    +-:data:`STATE_RANGE`."""
+
+    max_val = STATE_RANGE
+    min_val = -STATE_RANGE
+
+
+class InputQuant(Int8ActPerTensorFixedPointMinMaxInit):
+    """The input's signed PoT quantizer, learned scale initialised to +-:data:`INPUT_RANGE`."""
+
+    max_val = INPUT_RANGE
+    min_val = -INPUT_RANGE
+
+
+class UnitQuant(Uint8ActPerTensorFixedPointMaxInit):
+    """Unsigned quantizer with the constant range [0, 1) (scale 2^-bits for bits >= 8): the
+    soft sign's clamp (its saturation) and the pair ``x+``, ``x-`` of ``x`` in [-1, 1]."""
+
+    scaling_impl_type = ScalingImplType.CONST
+    max_val = 1.0 - 2.0**-8
 
 
 def host_inputs(y: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """The host's per-vector input ``[H^T y | vec(H^T H)]`` (float32, (B, K + K^2)).
+    """The host's per-vector input ``[H^T y | GRAM_SCALE vec(H^T H)]`` (float32, (B, K + K^2)).
 
     Args:
         y: Received vectors (B, N).
@@ -61,7 +104,7 @@ def host_inputs(y: np.ndarray, h: np.ndarray) -> np.ndarray:
     if y.ndim != 2 or h.ndim != 3 or h.shape[:2] != y.shape:
         raise ConfigError(f"host_inputs: y {y.shape} and H {h.shape} do not fit (B, N), (B, N, K)")
     hty = np.einsum("bnk,bn->bk", h, y)
-    hth = np.einsum("bnk,bnj->bkj", h, h)
+    hth = GRAM_SCALE * np.einsum("bnk,bnj->bkj", h, h)
     return np.concatenate([hty, hth.reshape(len(y), -1)], axis=1).astype(np.float32)
 
 
@@ -75,8 +118,8 @@ class _Layer(nn.Module):
         qlin = {**recipe.weight(), **recipe.bias()}
         self.fc = QuantLinear(k if first else shape.in_dim, hd, bias=True, **qlin)
         self.relu = QuantReLU(return_quant_tensor=True, **recipe.relu())
-        self.fc_r = QuantLinear(hd, 2 * k, bias=True, **qlin)
-        mix_in = 2 * k if first else 4 * k
+        self.fc_r = QuantLinear(hd, k, bias=True, **qlin)
+        mix_in = k if first else 3 * k
         self.mix_x = QuantLinear(mix_in, k, bias=True, **qlin)
         if not last:
             self.mix_p = QuantLinear(mix_in, 2 * k, bias=True, **qlin)
@@ -91,7 +134,8 @@ class _Layer(nn.Module):
             c = q
         else:
             # G is symmetric: x^T G = (G x)^T; the matmul of two run-time values.
-            gx = q_.state(torch.matmul(x.value.view(-1, 1, k), g).view(-1, k))
+            gx = torch.matmul(x.value.view(-1, 1, k), g).view(-1, k)
+            gx = q_.state(gx * (1.0 / GRAM_SCALE))  # a Mul: streamlining absorbs it
             c = torch.cat([q, x, gx, v], dim=1)
         z = self.relu(self.fc(c))
         r = q_.pos(self.fc_r(z))
@@ -106,20 +150,20 @@ class _Layer(nn.Module):
 
 class _Quantizers(nn.Module):
     """The quantizers shared by all layers: ``state`` (signed) for the concat's inputs and the
-    ``v`` mix, ``pos`` (unsigned, a ReLU) for the soft-sign halves and the ``x`` pairs that the
-    mix layers read, ``out`` for ``x_L``."""
+    ``v`` mix, ``pos`` (unsigned, [0, 1), a ReLU) for the soft sign's clamp and the ``x`` pairs
+    that the mix layers read, ``out`` for ``x_L``."""
 
     def __init__(self, recipe: Recipe, state_bits: int):
         super().__init__()
         self.state = QuantIdentity(
-            return_quant_tensor=True, act_quant=Int8ActPerTensorFixedPoint, bit_width=state_bits
+            return_quant_tensor=True, act_quant=StateQuant, bit_width=state_bits
         )
-        self.pos = QuantReLU(return_quant_tensor=True, act_quant=ReluQuant, bit_width=state_bits)
+        self.pos = QuantReLU(return_quant_tensor=True, act_quant=UnitQuant, bit_width=state_bits)
         self.out = QuantIdentity(return_quant_tensor=False, **recipe.output())
 
 
 class QuantDetNetIID(nn.Module):
-    """The varying-channel DetNet's hardware form: input ``[H^T y | vec(H^T H)]`` (B, K + K^2),
+    """The varying-channel DetNet's hardware form: input :func:`host_inputs` (B, K + K^2),
     output ``x_L`` (B, K); in train mode the stacked ``x_1 .. x_L`` (L, B, K) for the loss."""
 
     #: Forks and joins: the export pairs its quantizers by value (quant.export).
@@ -128,7 +172,9 @@ class QuantDetNetIID(nn.Module):
     def __init__(self, recipe: Recipe, shape: DetNetShape, state_bits: int = STATE_BITS):
         super().__init__()
         self.recipe, self.shape, self.state_bits = recipe, shape, state_bits
-        self.inp = QuantIdentity(return_quant_tensor=True, **recipe.input())
+        self.inp = QuantIdentity(
+            return_quant_tensor=True, **{**recipe.input(), "act_quant": InputQuant}
+        )
         self.quant = _Quantizers(recipe, state_bits)
         n = shape.n_layers
         self.layers = nn.ModuleList(_Layer(recipe, shape, i == 0, i == n - 1) for i in range(n))
@@ -169,11 +215,13 @@ def from_float(model: QuantDetNetIID, det: DetNet) -> None:
         w1, b1 = fl.fc.weight, fl.fc.bias
         ql.fc.weight.copy_(w1[:, :k] if ql.first else w1)
         ql.fc.bias.copy_(b1)
+        # psi_t(a) = -1 + sign(t) 2 r with r = clamp((a + |t|) / (2|t|), 0, 1): r is fc_r's
+        # output through ``pos``, whose saturation at 1 is the clamp.
         t = fl.t.detach()
-        w2, b2 = fl.out_x.weight, fl.out_x.bias
-        ql.fc_r.weight.copy_(torch.cat([w2, w2]))
-        ql.fc_r.bias.copy_(torch.cat([b2 + t, b2 - t]))
-        m_r = torch.cat([eye_k, -eye_k], dim=1) * (mix / t.abs())
+        at = t.abs()
+        ql.fc_r.weight.copy_(fl.out_x.weight / (2 * at))
+        ql.fc_r.bias.copy_((fl.out_x.bias + at) / (2 * at))
+        m_r = (2 * mix * torch.sign(t)) * eye_k
         m_x = m_r if ql.first else torch.cat([m_r, (1 - mix) * eye_k, -(1 - mix) * eye_k], 1)
         ql.mix_x.weight.copy_(m_x)
         ql.mix_x.bias.fill_(-mix)
@@ -200,7 +248,7 @@ def batches(det_cfg, batch: int, snr_lo: float, snr_hi: float, gen: torch.Genera
         snr = uniform_snr_db(batch, snr_lo, snr_hi, gen)
         y, x, h, _ = sample_batch(det_cfg, batch, snr, gen)
         hty, hth = gram(y, h)
-        u = torch.cat([hty, hth.reshape(batch, -1)], dim=1).float()
+        u = torch.cat([hty, GRAM_SCALE * hth.reshape(batch, -1)], dim=1).float()
         return u, (x, least_squares(y, h))
 
     return draw

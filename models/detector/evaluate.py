@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +26,27 @@ _CHUNK = 5000
 #: The classical detectors evaluate_ber can run next to the networks.
 BASELINES = {"zf": lambda y, h, s2: zf(y, h), "mmse": mmse, "ml": lambda y, h, s2: ml_sphere(y, h)}
 
+#: What a detector reads of a chunk ``(y (B, N), H (B, N, K))``: here y itself (FullyCon, the
+#: fixed-channel DetNet); the varying-channel DetNet passes its host inputs.
+InputFn = Callable[[np.ndarray, np.ndarray], torch.Tensor]
+
+
+def received(y: np.ndarray, h: np.ndarray) -> torch.Tensor:
+    """The default :data:`InputFn`: the received vectors as float32."""
+    return torch.from_numpy(y.astype(np.float32))
+
 
 def evaluate_ber(
     cfg: QuantConfig,
     detectors: dict[str, torch.nn.Module],
     seed: int = 1234,
     baselines: Sequence[str] = ("zf", "mmse", "ml"),
+    inputs: InputFn = received,
 ) -> dict:
     """BER per SNR for each neural detector and the classical ``baselines``.
 
-    Every detector sees exactly the same vectors (one seeded stream per SNR point).
+    Every detector sees exactly the same vectors (one seeded stream per SNR point), as
+    ``inputs(y, H)`` of each chunk (default: y).
 
     Returns:
         ``{"snr_db": [...], "ber": {name: [...]}, "errors": {name: [...]},
@@ -54,10 +65,10 @@ def evaluate_ber(
                 b = min(_CHUNK, n_vec - done)
                 y, x, h, sigma2 = sample_numpy(det, b, snr, rng)
                 with torch.no_grad():
-                    yt = torch.from_numpy(y.astype(np.float32))
+                    u = inputs(y, h)
                     for name, model in detectors.items():
                         model.eval()
-                        xh = hard_decisions(model(yt).numpy())
+                        xh = hard_decisions(model(u).numpy())
                         errors[name][si] += int(np.sum(xh != x))
                 for name in baselines:
                     errors[name][si] += int(np.sum(BASELINES[name](y, h, sigma2) != x))

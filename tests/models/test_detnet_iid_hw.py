@@ -14,7 +14,7 @@ from models.detector.config import QuantConfig
 from models.detector.data import detection_config
 from models.detector.detnet import DetNet, DetNetShape, gram
 from models.detector.detnet_iid import _FloatDetector, golden_inputs, train_qat
-from models.detector.detnet_iid_hw import QuantDetNetIID, from_float, host_inputs
+from models.detector.detnet_iid_hw import GRAM_SCALE, QuantDetNetIID, from_float, host_inputs
 from models.detector.mimo import sample_numpy
 from qphy.errors import BitMismatchError, CheckpointError, ConfigError
 from qphy.variants import parse_bits
@@ -29,13 +29,14 @@ def _batch(n: int, seed: int = 0):
     return sample_numpy(detection_config(cfg), n, 10.0, np.random.default_rng(seed))
 
 
-def test_host_inputs_are_hty_and_the_flattened_gram():
+def test_host_inputs_are_hty_and_the_scaled_flattened_gram():
     b = _batch(5)
     u = host_inputs(b.y, b.H)
     hty, hth = gram(torch.from_numpy(b.y), torch.from_numpy(b.H))
     assert u.shape == (5, 20 + 400) and u.dtype == np.float32
     np.testing.assert_allclose(u[:, :20], hty.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(u[:, 20:].reshape(5, 20, 20), hth.numpy(), rtol=1e-5, atol=1e-6)
+    g = u[:, 20:].reshape(5, 20, 20)
+    np.testing.assert_allclose(g, GRAM_SCALE * hth.numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="do not fit"):
         host_inputs(b.y, b.H[:, :29])
 
@@ -45,12 +46,13 @@ def _unquantized(model: QuantDetNetIID, u: torch.Tensor) -> torch.Tensor:
     from torch.nn.functional import linear
 
     k = model.shape.k_tx
-    q, g = u[:, :k], u[:, k:].reshape(-1, k, k)
+    q, g = u[:, :k], u[:, k:].reshape(-1, k, k) / GRAM_SCALE
     x = xp = v = None
     for lay in model.layers:
         c = q if lay.first else torch.cat([q, x, (g @ x.unsqueeze(-1)).squeeze(-1), v], 1)
         z = torch.relu(linear(c, lay.fc.weight, lay.fc.bias))
-        r = torch.relu(linear(z, lay.fc_r.weight, lay.fc_r.bias))
+        # pos's saturation at 1 is the soft sign's clamp
+        r = linear(z, lay.fc_r.weight, lay.fc_r.bias).clamp(0.0, 1.0)
         m = r if lay.first else torch.cat([r, xp], 1)
         x_new = linear(m, lay.mix_x.weight, lay.mix_x.bias)
         if not lay.last:
@@ -62,12 +64,13 @@ def _unquantized(model: QuantDetNetIID, u: torch.Tensor) -> torch.Tensor:
 
 
 def test_from_float_is_detnet_exactly_before_quantization():
-    """The soft sign as two ReLUs, the skip paths and the 0.1/0.9 mix as linear layers over
-    concats: initialised from a float DetNet, the structure computes DetNet's function."""
+    """The soft sign as a clamp, the skip paths and the 0.1/0.9 mix as linear layers over
+    concats: initialised from a float DetNet, the structure computes DetNet's function (a
+    negative threshold included)."""
     torch.manual_seed(0)
     det = DetNet(SHAPE).eval()
-    for layer in det.layers:  # a trained-like threshold and non-trivial outputs
-        layer.t.data.fill_(0.3)
+    for layer, t in zip(det.layers, (0.3, -0.4), strict=True):  # trained-like thresholds
+        layer.t.data.fill_(t)
     model = QuantDetNetIID(Recipe(parse_bits("w8a8")), SHAPE).eval()
     from_float(model, det)
     b = _batch(200)
@@ -113,3 +116,29 @@ def test_dag_comparison_pairs_by_value_and_names_a_mismatch():
     bad.ints[1, 2] += 1
     with pytest.raises(BitMismatchError):
         compare_traces_dag([a, b], [bad, a])
+
+
+def test_ber_uses_the_family_loop_with_host_inputs():
+    """evaluate_detector's BER is the family's loop (models.detector.evaluate) fed the host
+    inputs: the same errors as a plain loop over the same seeded vectors."""
+    from models.detector.detnet_iid import model_inputs
+    from models.detector.evaluate import BASELINES, evaluate_ber
+    from quant.export import hard_decisions
+
+    cfg = QuantConfig(
+        arch="detnet", channel="iid", layers=2, eval_snr_db=(6.0, 12.0), eval_bits_per_snr=400
+    )
+    torch.manual_seed(0)
+    float_model = _FloatDetector(DetNet(SHAPE)).eval()
+    res = evaluate_ber(cfg, {"float": float_model}, 7, ("zf", "mmse"), inputs=model_inputs)
+    det = detection_config(cfg)
+    want = {"float": [], "zf": [], "mmse": []}
+    for si, snr in enumerate(cfg.eval_snr_db):
+        b = sample_numpy(det, 20, snr, np.random.default_rng([7, si]))
+        with torch.no_grad():
+            xh = hard_decisions(float_model(torch.from_numpy(host_inputs(b.y, b.H))).numpy())
+        want["float"].append(int(np.sum(xh != b.x)))
+        for name in ("zf", "mmse"):
+            want[name].append(int(np.sum(BASELINES[name](b.y, b.H, b.sigma2) != b.x)))
+    assert res["errors"] == want and res["bits_simulated_per_snr"] == 400
+    assert sum(want["float"]) > 0  # an untrained DetNet errs: the comparison is not vacuous
