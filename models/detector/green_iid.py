@@ -1,0 +1,236 @@
+"""Green DetNet on the varying (i.i.d.) channel, with the removed parts physically gone.
+
+The compression acts on the float :class:`.detnet.DetNet` (trained by :mod:`.detnet_train`) and
+is carried into the hardware form :class:`.detnet_iid_hw.QuantDetNetIID`:
+
+* R-DetNet(GL): :class:`HiddenUnitLasso` with ``l1 = 0`` adds ``gl * sum ||g_j||_2`` over the
+  hidden units, a group ``g_j`` holding everything of unit j of a layer: its ``fc`` row and bias
+  (its input side) and its ``out_x`` / ``out_v`` columns (its output side; in the hardware form
+  ``fc_r``'s and ``fc_v``'s columns). A zero group is a unit that can go.
+* R-DetNet(SGL): the same with ``l1 > 0`` (sparse group lasso, ``+ l1 * sum |w|``).
+* R-I-DetNet: :func:`truncate` keeps the first ``L'`` layers (DetNet's loss trains every
+  layer's estimate, so they already detect), fine-tuned on ``L'`` layers, then pruned the same
+  way: a whole layer removes its MVAUs and, above all, its 8-bit thresholding layers.
+
+:func:`unit_masks` ranks the units by group norm, :class:`ZeroUnits` holds the dropped ones at
+zero during the fine-tune, :func:`to_quant` copies the float model into the hardware form and
+:func:`shrink` builds the physically smaller one (per-layer hidden widths), which computes the
+same function as the model with the units zeroed (a zero unit is ReLU(0) = 0, so leaving its
+column out of ``fc_r``/``fc_v`` changes no sum). FINN then builds smaller MVAUs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from models.detector.detnet import DetNet
+from models.detector.detnet_iid_hw import QuantDetNetIID, batches, from_float
+from qphy.errors import ConfigError
+from quant.recipes import Recipe
+from quant.trainer import Callback, FitResult, fit
+
+Model = DetNet | QuantDetNetIID
+
+
+def _unit_parts(layer: nn.Module) -> tuple[nn.Linear, list[nn.Linear]]:
+    """``(fc, [the layers reading fc's units])`` of a float or hardware-form layer."""
+    if hasattr(layer, "out_x"):  # float DetNetLayer
+        return layer.fc, [layer.out_x, layer.out_v]
+    outs = [layer.fc_r] + ([layer.fc_v] if hasattr(layer, "fc_v") else [])
+    return layer.fc, outs
+
+
+def _layers(model: Model) -> list[nn.Module]:
+    if not isinstance(model, DetNet | QuantDetNetIID):
+        raise ConfigError(f"Green DetNet (iid) needs a DetNet, got {type(model).__name__}")
+    return list(model.layers)
+
+
+def unit_norms(model: Model) -> list[torch.Tensor]:
+    """L2 norm of every hidden unit's group (fc row and bias, outgoing columns), per layer."""
+    norms = []
+    for layer in _layers(model):
+        fc, outs = _unit_parts(layer)
+        sq = fc.weight.pow(2).sum(dim=1) + fc.bias.pow(2)
+        for lin in outs:
+            sq = sq + lin.weight.pow(2).sum(dim=0)
+        norms.append(torch.sqrt(sq + 1e-12))
+    return norms
+
+
+class HiddenUnitLasso(Callback):
+    """Adds ``gl * sum_units ||g_j||_2 + l1 * sum |w|`` (over the unit groups' weights) to the
+    loss: group lasso with ``l1 = 0`` (R-DetNet(GL)), sparse group lasso otherwise.
+
+    Raises:
+        ConfigError: A weight negative or not finite.
+    """
+
+    def __init__(self, gl: float, l1: float = 0.0):
+        for name, v in (("gl", gl), ("l1", l1)):
+            if not 0.0 <= float(v) < math.inf:
+                raise ConfigError(f"hidden-unit lasso {name} must be finite and >= 0, got {v!r}")
+        self.gl, self.l1 = float(gl), float(l1)
+
+    def loss(self, model, loss, inputs, targets):
+        if self.gl:
+            loss = loss + self.gl * sum(n.sum() for n in unit_norms(model))
+        if self.l1:
+            for layer in _layers(model):
+                fc, outs = _unit_parts(layer)
+                loss = loss + self.l1 * sum(m.weight.abs().sum() for m in [fc, *outs])
+        return loss
+
+
+def unit_masks(model: Model, beta: float, multiple_of: int = 1) -> list[torch.Tensor]:
+    """Keep-masks over every layer's hidden units: a unit stays when its group norm is
+    ``>= beta`` times the layer's largest, the count rounded up to a multiple of
+    ``multiple_of`` (FINN's PE must divide a layer's width) by the next strongest units.
+
+    Raises:
+        ConfigError: ``beta`` outside [0, 1) or ``multiple_of`` < 1.
+    """
+    if not 0.0 <= float(beta) < 1.0:
+        raise ConfigError(f"beta must lie in [0, 1), got {beta!r}")
+    if multiple_of < 1:
+        raise ConfigError(f"multiple_of must be >= 1, got {multiple_of}")
+    masks = []
+    with torch.no_grad():
+        for norm in unit_norms(model):
+            n = norm.numel()
+            keep = int((norm >= beta * norm.max()).sum())
+            keep = min(n, -(-max(keep, 1) // multiple_of) * multiple_of)
+            mask = torch.zeros(n, dtype=torch.bool)
+            mask[torch.sort(-norm, stable=True).indices[:keep]] = True
+            masks.append(mask)
+    return masks
+
+
+def _check_keep(model: Model, keep: list[torch.Tensor]) -> None:
+    layers = _layers(model)
+    if len(keep) != len(layers):
+        raise ConfigError(f"{len(keep)} unit masks for {len(layers)} layers")
+    for i, (layer, mask) in enumerate(zip(layers, keep, strict=True)):
+        if mask.numel() != layer.fc.out_features or not bool(mask.any()):
+            raise ConfigError(
+                f"layer {i}: mask of {mask.numel()} with {int(mask.sum())} kept, the layer has "
+                f"{layer.fc.out_features} units (at least one must stay)"
+            )
+
+
+@torch.no_grad()
+def zero_units(model: Model, keep: list[torch.Tensor]) -> None:
+    """Zero the dropped units' fc rows and biases and their outgoing columns (in place)."""
+    _check_keep(model, keep)
+    for layer, mask in zip(_layers(model), keep, strict=True):
+        fc, outs = _unit_parts(layer)
+        fc.weight[~mask] = 0.0
+        fc.bias[~mask] = 0.0
+        for lin in outs:
+            lin.weight[:, ~mask] = 0.0
+
+
+class ZeroUnits(Callback):
+    """Holds the dropped units at zero during :func:`quant.trainer.fit`."""
+
+    def __init__(self, keep: list[torch.Tensor]):
+        self.keep = keep
+
+    def on_train_begin(self, model: nn.Module) -> None:
+        zero_units(model, self.keep)
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        zero_units(model, self.keep)
+
+
+def truncate(model: DetNet, n_layers: int) -> DetNet:
+    """A new float DetNet of the first ``n_layers`` layers of ``model`` (R-I-DetNet's depth).
+
+    Raises:
+        ConfigError: ``n_layers`` outside 1..L.
+    """
+    if not 1 <= n_layers <= model.shape.n_layers:
+        raise ConfigError(f"cannot keep {n_layers} of {model.shape.n_layers} layers")
+    small = DetNet(replace(model.shape, n_layers=n_layers))
+    small.layers.load_state_dict(model.layers[:n_layers].state_dict())
+    return small.eval()
+
+
+def shrink(model: QuantDetNetIID, keep: list[torch.Tensor]) -> QuantDetNetIID:
+    """The physically smaller hardware form without the dropped units (per-layer widths).
+
+    Its outputs equal those of ``model`` after :func:`zero_units` bit for bit: the kept units'
+    weights and every quantizer's state are copied unchanged, a per-channel weight scale of
+    ``fc`` belongs to a kept row, and those of ``fc_r``/``fc_v`` (per output row) or a
+    per-tensor one only lose zero entries from their maximum.
+    """
+    _check_keep(model, keep)
+    widths = tuple(int(m.sum()) for m in keep)
+    small = QuantDetNetIID(model.recipe, model.shape, model.state_bits, hidden=widths)
+    state = {}
+    for key, value in model.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "layers" and parts[-1] in ("weight", "bias"):
+            mask, lin = keep[int(parts[1])], parts[2]
+            if lin == "fc":
+                value = value[mask]
+            elif lin in ("fc_r", "fc_v") and parts[-1] == "weight":
+                value = value[:, mask]
+        state[key] = value.clone()
+    # Brevitas adds an activation scale learned from runtime statistics to the state only once
+    # it has been collected (the first training steps): a model not yet trained lacks it, and
+    # so may the copy; everything the source has must fit.
+    res = small.load_state_dict(state, strict=False)
+    if res.unexpected_keys or any(not k.endswith("scaling_impl.value") for k in res.missing_keys):
+        raise ConfigError(f"shrink: state does not fit the pruned model: {res}")
+    return small.eval()
+
+
+def to_quant(
+    det: DetNet, recipe: Recipe, keep: list[torch.Tensor] | None = None, **kwargs
+) -> QuantDetNetIID:
+    """The hardware form of a float DetNet (:func:`.detnet_iid_hw.from_float`), physically
+    without the units ``keep`` drops (``None``: dense)."""
+    model = QuantDetNetIID(recipe, det.shape, **kwargs)
+    from_float(model, det)
+    if keep is None:
+        return model.eval()
+    zero_units(model, keep)
+    return shrink(model, keep)
+
+
+def qat(
+    model: QuantDetNetIID,
+    cfg,
+    steps: int,
+    lr: float,
+    seed: int,
+    callbacks: tuple[Callback, ...] = (),
+) -> FitResult:
+    """QAT of the hardware form (any widths) with DetNet's loss on fresh i.i.d. batches, Adam
+    with the LR halved at 60 % and 85 % of the steps (as :func:`.detnet_iid.train_qat`)."""
+    from models.detector.data import detection_config
+    from models.detector.detnet_train import loss_fn
+
+    gen = torch.Generator().manual_seed(seed)
+    draw = batches(
+        detection_config(cfg), cfg.batch_size, cfg.train_snr_db_min, cfg.train_snr_db_max, gen
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=[max(1, int(steps * 0.6)), max(1, int(steps * 0.85))], gamma=0.5
+    )
+    return fit(
+        model,
+        draw,
+        loss_fn,
+        opt,
+        steps=steps,
+        scheduler=sched,
+        callbacks=callbacks,
+        description=f"QAT green {model.shape.n_layers}L {model.hidden}",
+    )
