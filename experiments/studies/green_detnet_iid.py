@@ -6,8 +6,10 @@ Every row starts from one float i.i.d. DetNet (``float_checkpoint``, as ``qphy t
 
 * ``dense``: the float model as it is.
 * ``gl`` / ``sgl``: ``penalty_steps`` fine-tuning steps with the hidden-unit group lasso
-  (:class:`models.detector.green_iid.HiddenUnitLasso`, ``gl``; SGL adds ``sgl_l1``), the units
-  below ``beta`` times the layer's strongest pruned, ``prune_steps`` more with them held at 0.
+  (:class:`models.detector.green_iid.HiddenUnitLasso`, ``gl``; SGL: ``sgl_gl`` and
+  ``sgl_l1``; with ``prox`` as its proximal step after every Adam step, scaled by
+  ``finetune_lr``), the units below ``beta`` times the layer's strongest pruned,
+  ``prune_steps`` more with them held at 0.
 * ``ri``: R-I-DetNet: the first ``ri_layers`` layers (DetNet's loss trains every layer's
   estimate), fine-tuned on that depth with the SGL penalty and pruned like ``sgl``.
 * ``ri-dense``: the first ``ri_layers`` layers, fine-tuned the same steps, not pruned.
@@ -48,10 +50,11 @@ class GreenIIDSettings:
     penalty_steps: int = 600
     prune_steps: int = 300
     finetune_lr: float = 2e-4
-    gl: float = 2e-3
-    sgl_l1: float = 5e-5
-    sgl_gl: float = 2e-3
-    beta: float = 0.3
+    prox: bool = True
+    gl: float = 8.0
+    sgl_l1: float = 0.25
+    sgl_gl: float = 6.0
+    beta: float = 0.05
     multiple_of: int = 4
     ri_layers: int = 5
     qat_steps: int = 150
@@ -73,7 +76,7 @@ GRIDS = {
         variants=("dense", "sgl", "ri"),
         penalty_steps=10,
         prune_steps=5,
-        beta=0.9,
+        beta=0.5,
         ri_layers=2,
         qat_steps=5,
         batch=64,
@@ -133,8 +136,8 @@ def _variant(s: GreenIIDSettings, det, kind: str):
     if kind == "ri-dense":
         train_detnet(cfg, det, steps=s.penalty_steps + s.prune_steps, description=kind)
         return det, None
-    penalty = green_iid.HiddenUnitLasso(s.gl) if kind == "gl" else None
-    penalty = penalty or green_iid.HiddenUnitLasso(s.sgl_gl, s.sgl_l1)
+    gl, l1 = (s.gl, 0.0) if kind == "gl" else (s.sgl_gl, s.sgl_l1)
+    penalty = green_iid.HiddenUnitLasso(gl, l1, prox_lr=s.finetune_lr if s.prox else 0.0)
     train_detnet(cfg, det, callbacks=[penalty], steps=s.penalty_steps, description=kind)
     keep = green_iid.unit_masks(det, s.beta, s.multiple_of)
     cb = [green_iid.ZeroUnits(keep)]

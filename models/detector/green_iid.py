@@ -63,20 +63,28 @@ def unit_norms(model: Model) -> list[torch.Tensor]:
 
 
 class HiddenUnitLasso(Callback):
-    """Adds ``gl * sum_units ||g_j||_2 + l1 * sum |w|`` (over the unit groups' weights) to the
-    loss: group lasso with ``l1 = 0`` (R-DetNet(GL)), sparse group lasso otherwise.
+    """R-DetNet(GL) (``l1 = 0``) or R-DetNet(SGL): the penalty ``gl * sum_units ||g_j||_2 +
+    l1 * sum |w|`` over the unit groups' weights.
+
+    With ``prox_lr = 0`` the penalty is added to the loss (its subgradient then competes with
+    the data's inside Adam, which shrinks groups but rarely to exactly zero). With
+    ``prox_lr > 0`` it is applied as the proximal step of the penalty after every optimizer
+    step instead: each weight soft-thresholded by ``prox_lr * l1``, then each group scaled by
+    ``max(0, 1 - prox_lr * gl / ||g_j||)``, which sets weak groups exactly to zero.
 
     Raises:
         ConfigError: A weight negative or not finite.
     """
 
-    def __init__(self, gl: float, l1: float = 0.0):
-        for name, v in (("gl", gl), ("l1", l1)):
+    def __init__(self, gl: float, l1: float = 0.0, prox_lr: float = 0.0):
+        for name, v in (("gl", gl), ("l1", l1), ("prox_lr", prox_lr)):
             if not 0.0 <= float(v) < math.inf:
                 raise ConfigError(f"hidden-unit lasso {name} must be finite and >= 0, got {v!r}")
-        self.gl, self.l1 = float(gl), float(l1)
+        self.gl, self.l1, self.prox_lr = float(gl), float(l1), float(prox_lr)
 
     def loss(self, model, loss, inputs, targets):
+        if self.prox_lr:
+            return loss
         if self.gl:
             loss = loss + self.gl * sum(n.sum() for n in unit_norms(model))
         if self.l1:
@@ -84,6 +92,26 @@ class HiddenUnitLasso(Callback):
                 fc, outs = _unit_parts(layer)
                 loss = loss + self.l1 * sum(m.weight.abs().sum() for m in [fc, *outs])
         return loss
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int) -> None:
+        if not self.prox_lr:
+            return
+        t1, tg = self.prox_lr * self.l1, self.prox_lr * self.gl
+        for layer in _layers(model):
+            fc, outs = _unit_parts(layer)
+            if t1:
+                for m in [fc, *outs]:
+                    m.weight.copy_(torch.sign(m.weight) * (m.weight.abs() - t1).clamp_min(0))
+        if not tg:
+            return
+        for layer, norm in zip(_layers(model), unit_norms(model), strict=True):
+            fc, outs = _unit_parts(layer)
+            scale = (1.0 - tg / norm).clamp_min(0.0)
+            fc.weight.mul_(scale[:, None])
+            fc.bias.mul_(scale)
+            for m in outs:
+                m.weight.mul_(scale[None, :])
 
 
 def unit_masks(model: Model, beta: float, multiple_of: int = 1) -> list[torch.Tensor]:

@@ -82,6 +82,18 @@ def test_lasso_is_the_group_norms_and_masks_keep_the_strong_units():
         float(m.weight.abs().sum()) for lay in det.layers for m in (lay.fc, lay.out_x, lay.out_v)
     )
     assert float(sgl.loss(det, base, None, None)) == pytest.approx(1.0 + 0.1 * l1, rel=1e-5)
+    # the proximal form: a weak group goes exactly to zero, a strong one shrinks by the step
+    prox = green_iid.HiddenUnitLasso(1.0, prox_lr=0.5)
+    assert prox.loss(det, base, None, None) is base
+    before = green_iid.unit_norms(det)[1].detach().clone()
+    prox.after_step(det, 0)
+    after = green_iid.unit_norms(det)[1].detach()
+    weak = before <= 0.5
+    assert bool(weak.any()) and bool((~weak).any())
+    assert float(after[weak].max()) < 1e-5
+    torch.testing.assert_close(after[~weak], before[~weak] - 0.5, rtol=1e-4, atol=1e-5)
+    det = _det()
+    green_iid.zero_units(det, keep)
     masks = green_iid.unit_masks(det, 0.01, multiple_of=8)
     # every zeroed unit goes, the kept counts round up to multiples of 8 by the next strongest
     assert [int(m.sum()) for m in masks] == [40, 104, 16]
