@@ -8,13 +8,13 @@ Every row starts from one float i.i.d. DetNet (``float_checkpoint``, as ``qphy t
 * ``gl`` / ``sgl``: ``penalty_steps`` fine-tuning steps with the hidden-unit group lasso
   (:class:`models.detector.green_iid.HiddenUnitLasso`, ``gl``; SGL: ``sgl_gl`` and
   ``sgl_l1``; with ``prox`` as its proximal step after every Adam step, scaled by
-  ``finetune_lr``), the units below ``beta`` times the layer's strongest pruned,
-  ``prune_steps`` more with them held at 0.
+  ``finetune_lr``; with ``v_groups`` also one group per entry of v), the units (and entries
+  of v) below ``beta`` times the strongest pruned, ``prune_steps`` more with them held at 0.
 * ``ri``: R-I-DetNet: the first ``ri_layers`` layers (DetNet's loss trains every layer's
   estimate), fine-tuned on that depth with the SGL penalty and pruned like ``sgl``.
 * ``ri-dense``: the first ``ri_layers`` layers, fine-tuned the same steps, not pruned.
 
-Then each: the hardware form with the kept units only (per-layer hidden widths), QAT for
+Then each: the hardware form with the kept units only (per-layer hidden widths, v's width), QAT for
 ``qat_steps`` (same recipe for all), the integer model's BER at ``snr_db`` (same vectors for
 all) and, with ``build = true``, a build through :func:`qphy.flow.build_and_verify` (FINN ->
 Verilator verdict, ``vectors`` under backpressure, folding target ``target_cycles``): FINN's
@@ -36,6 +36,21 @@ from experiments.registry import experiment
 
 NAME = "green-detnet-iid"
 VARIANTS = ("dense", "gl", "sgl", "ri", "ri-dense")
+#: Settings only the compressed rows depend on.
+GREEN_ONLY = {
+    "variants",
+    "penalty_steps",
+    "prune_steps",
+    "finetune_lr",
+    "prox",
+    "gl",
+    "sgl_l1",
+    "sgl_gl",
+    "beta",
+    "v_groups",
+    "multiple_of",
+    "ri_layers",
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,7 @@ class GreenIIDSettings:
     sgl_l1: float = 0.25
     sgl_gl: float = 6.0
     beta: float = 0.05
+    v_groups: bool = True
     multiple_of: int = 4
     ri_layers: int = 5
     qat_steps: int = 150
@@ -76,7 +92,7 @@ GRIDS = {
         variants=("dense", "sgl", "ri"),
         penalty_steps=10,
         prune_steps=5,
-        beta=0.5,
+        beta=0.9,
         ri_layers=2,
         qat_steps=5,
         batch=64,
@@ -124,7 +140,8 @@ def _float(s: GreenIIDSettings):
 
 
 def _variant(s: GreenIIDSettings, det, kind: str):
-    """``(float model, keep masks or None)`` of a row (the float model trained in place)."""
+    """``(float model, unit keep-masks or None, v keep-mask or None)`` of a row (the float
+    model trained in place)."""
     from models.detector import green_iid  # noqa: PLC0415
     from models.detector.detnet_train import DetNetTrainConfig, train_detnet  # noqa: PLC0415
 
@@ -132,17 +149,19 @@ def _variant(s: GreenIIDSettings, det, kind: str):
         det = green_iid.truncate(det, s.ri_layers)
     cfg = DetNetTrainConfig(shape=det.shape, batch=s.batch, lr=s.finetune_lr, seed=s.seed + 11)
     if kind == "dense":
-        return det, None
+        return det, None, None
     if kind == "ri-dense":
         train_detnet(cfg, det, steps=s.penalty_steps + s.prune_steps, description=kind)
-        return det, None
+        return det, None, None
     gl, l1 = (s.gl, 0.0) if kind == "gl" else (s.sgl_gl, s.sgl_l1)
-    penalty = green_iid.HiddenUnitLasso(gl, l1, prox_lr=s.finetune_lr if s.prox else 0.0)
+    prox = s.finetune_lr if s.prox else 0.0
+    penalty = green_iid.HiddenUnitLasso(gl, l1, prox_lr=prox, v_groups=s.v_groups)
     train_detnet(cfg, det, callbacks=[penalty], steps=s.penalty_steps, description=kind)
     keep = green_iid.unit_masks(det, s.beta, s.multiple_of)
-    cb = [green_iid.ZeroUnits(keep)]
+    v_keep = green_iid.v_mask(det, s.beta, s.multiple_of) if s.v_groups else None
+    cb = [green_iid.ZeroUnits(keep, v_keep)]
     train_detnet(cfg, det, callbacks=cb, steps=s.prune_steps, seed=s.seed + 12, description=kind)
-    return det, keep
+    return det, keep, v_keep
 
 
 def ber(cfg, model: torch.nn.Module, seed: int = 1234) -> tuple[list[float], list[int]]:
@@ -180,7 +199,11 @@ def build(cfg, model, out_dir: Path, variant: str, s: GreenIIDSettings) -> dict:
         meta = {"variant": variant, "target": "detector"}
         export_verified(model, x, d, meta, HostExtras(decision="sign"))
 
-    extras = {"hidden_widths": list(model.hidden), "layers_built": model.shape.n_layers}
+    extras = {
+        "hidden_widths": list(model.hidden),
+        "v_dim": model.v_dim,
+        "layers_built": model.shape.n_layers,
+    }
     report = build_and_verify(
         export,
         out_dir,
@@ -211,17 +234,16 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
         def compute() -> dict:
             if "det" not in start:
                 start["det"] = _float(s)
-            det, keep = _variant(s, copy.deepcopy(start["det"]), kind)
+            det, keep, v_keep = _variant(s, copy.deepcopy(start["det"]), kind)
             cfg = _cfg(s, det.shape.n_layers)
-            model = green_iid.to_quant(det, Recipe(cfg.bits))
-            if keep is not None:
-                model = green_iid.shrink(model, keep)
+            model = green_iid.to_quant(det, Recipe(cfg.bits), keep, v_keep)
             fit = green_iid.qat(model, cfg, s.qat_steps, s.qat_lr, s.seed + 13)
             float_ber, _ = ber(cfg, _FloatDetector(det))
             q_ber, q_err = ber(cfg, model)
             row = {
                 "layers": det.shape.n_layers,
                 "hidden_widths": list(model.hidden),
+                "v_dim": model.v_dim,
                 "float_ber": float_ber,
                 "ber": q_ber,
                 "errors": q_err,
@@ -234,7 +256,14 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
 
         return compute
 
-    points = [(kind, {**settings, "variant": kind}, point(kind)) for kind in s.variants]
+    # a row's cache key holds only what it depends on: adding a variant or retuning the
+    # penalties leaves the dense row (and its build) cached
+    common = {k: v for k, v in settings.items() if k not in GREEN_ONLY}
+    row = {k: v for k, v in settings.items() if k != "variants"}
+    points = [
+        (kind, {**(common if kind == "dense" else row), "variant": kind}, point(kind))
+        for kind in s.variants
+    ]
     rows, computed = kit.run(NAME, out_dir, points, console)
     i12 = int(np.argmin([abs(x - 12.0) for x in s.snr_db]))
     dense = next((r for r in rows if r["key"] == "dense"), None)
@@ -269,6 +298,7 @@ def _columns(s: GreenIIDSettings) -> list:
         ("variant", lambda r: r["key"]),
         ("layers", lambda r: str(r["layers"])),
         ("hidden", lambda r: ",".join(str(h) for h in r["hidden_widths"])),
+        ("v", lambda r: str(r["v_dim"])),
         ("LUT", opt("LUT")),
         ("DSP", opt("DSP")),
         ("BRAM18", opt("BRAM_18K")),

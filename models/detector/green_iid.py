@@ -8,6 +8,11 @@ is carried into the hardware form :class:`.detnet_iid_hw.QuantDetNetIID`:
   (its input side) and its ``out_x`` / ``out_v`` columns (its output side; in the hardware form
   ``fc_r``'s and ``fc_v``'s columns). A zero group is a unit that can go.
 * R-DetNet(SGL): the same with ``l1 > 0`` (sparse group lasso, ``+ l1 * sum |w|``).
+* The width of v, optionally (``v_groups``): one group per entry j of v, shared by all layers
+  (every layer's ``out_v`` row j and bias, every later layer's ``fc`` column reading v_j; in
+  the hardware form also ``mix_v``'s row and columns j). Since ``v_0 = 0`` and
+  ``v_l = 0.1 vn_l + 0.9 v_{l-1}`` mixes entry by entry, a zero group keeps v_j = 0 in every
+  layer, and v_j goes: each layer's two 8-bit thresholding layers on v shrink with it.
 * R-I-DetNet: :func:`truncate` keeps the first ``L'`` layers (DetNet's loss trains every
   layer's estimate, so they already detect), fine-tuned on ``L'`` layers, then pruned the same
   way: a whole layer removes its MVAUs and, above all, its 8-bit thresholding layers.
@@ -50,6 +55,50 @@ def _layers(model: Model) -> list[nn.Module]:
     return list(model.layers)
 
 
+def _v_slices(model: Model) -> list[tuple[torch.Tensor, int, int]]:
+    """Every ``(tensor, dim, offset)`` whose index ``offset + j`` along ``dim`` belongs to v_j."""
+    k = model.shape.k_tx
+    out = []
+    for layer in _layers(model):
+        if hasattr(layer, "out_v"):  # float DetNetLayer
+            out += [(layer.out_v.weight, 0, 0), (layer.out_v.bias, 0, 0)]
+            if layer is not model.layers[0]:
+                out.append((layer.fc.weight, 1, 3 * k))
+            continue
+        if not layer.first:
+            out.append((layer.fc.weight, 1, 3 * k))
+        if not layer.last:
+            out += [(layer.fc_v.weight, 0, 0), (layer.fc_v.bias, 0, 0)]
+        if hasattr(layer, "mix_v"):
+            vd = layer.mix_v.out_features
+            w = layer.mix_v.weight
+            out += [(w, 0, 0), (layer.mix_v.bias, 0, 0), (w, 1, 0), (w, 1, vd)]
+    return out
+
+
+def _v_dim(model: Model) -> int:
+    return model.shape.v_dim if isinstance(model, DetNet) else model.v_dim
+
+
+def v_norms(model: Model) -> torch.Tensor:
+    """L2 norm of every entry of v's group (over all layers), shape (v_dim,)."""
+    vd = _v_dim(model)
+    sq = 0.0
+    for t, dim, off in _v_slices(model):
+        part = t.narrow(dim, off, vd).pow(2)
+        sq = sq + (part.movedim(dim, 0).reshape(vd, -1).sum(dim=1))
+    return torch.sqrt(sq + 1e-12)
+
+
+def _scale_v(model: Model, scale: torch.Tensor) -> None:
+    """Multiplies every part of v_j's group by ``scale[j]`` (in place)."""
+    vd = _v_dim(model)
+    for t, dim, off in _v_slices(model):
+        shape = [1] * t.dim()
+        shape[dim] = vd
+        t.narrow(dim, off, vd).mul_(scale.reshape(shape))
+
+
 def unit_norms(model: Model) -> list[torch.Tensor]:
     """L2 norm of every hidden unit's group (fc row and bias, outgoing columns), per layer."""
     norms = []
@@ -76,17 +125,20 @@ class HiddenUnitLasso(Callback):
         ConfigError: A weight negative or not finite.
     """
 
-    def __init__(self, gl: float, l1: float = 0.0, prox_lr: float = 0.0):
+    def __init__(self, gl: float, l1: float = 0.0, prox_lr: float = 0.0, v_groups: bool = False):
         for name, v in (("gl", gl), ("l1", l1), ("prox_lr", prox_lr)):
             if not 0.0 <= float(v) < math.inf:
                 raise ConfigError(f"hidden-unit lasso {name} must be finite and >= 0, got {v!r}")
         self.gl, self.l1, self.prox_lr = float(gl), float(l1), float(prox_lr)
+        self.v_groups = bool(v_groups)
 
     def loss(self, model, loss, inputs, targets):
         if self.prox_lr:
             return loss
         if self.gl:
             loss = loss + self.gl * sum(n.sum() for n in unit_norms(model))
+            if self.v_groups:
+                loss = loss + self.gl * v_norms(model).sum()
         if self.l1:
             for layer in _layers(model):
                 fc, outs = _unit_parts(layer)
@@ -112,6 +164,8 @@ class HiddenUnitLasso(Callback):
             fc.bias.mul_(scale)
             for m in outs:
                 m.weight.mul_(scale[None, :])
+        if self.v_groups:
+            _scale_v(model, (1.0 - tg / v_norms(model)).clamp_min(0.0))
 
 
 def unit_masks(model: Model, beta: float, multiple_of: int = 1) -> list[torch.Tensor]:
@@ -138,6 +192,20 @@ def unit_masks(model: Model, beta: float, multiple_of: int = 1) -> list[torch.Te
     return masks
 
 
+def v_mask(model: Model, beta: float, multiple_of: int = 1) -> torch.Tensor:
+    """Keep-mask over v's entries, chosen like :func:`unit_masks` by :func:`v_norms`."""
+    if not 0.0 <= float(beta) < 1.0:
+        raise ConfigError(f"beta must lie in [0, 1), got {beta!r}")
+    with torch.no_grad():
+        norm = v_norms(model)
+    n = norm.numel()
+    keep = int((norm >= beta * norm.max()).sum())
+    keep = min(n, -(-max(keep, 1) // max(1, multiple_of)) * max(1, multiple_of))
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[torch.sort(-norm, stable=True).indices[:keep]] = True
+    return mask
+
+
 def _check_keep(model: Model, keep: list[torch.Tensor]) -> None:
     layers = _layers(model)
     if len(keep) != len(layers):
@@ -150,29 +218,38 @@ def _check_keep(model: Model, keep: list[torch.Tensor]) -> None:
             )
 
 
+def _check_v(model: Model, v_keep: torch.Tensor | None) -> None:
+    if v_keep is not None and (v_keep.numel() != _v_dim(model) or not bool(v_keep.any())):
+        raise ConfigError(f"v mask of {v_keep.numel()} for v of {_v_dim(model)} (keep >= 1)")
+
+
 @torch.no_grad()
-def zero_units(model: Model, keep: list[torch.Tensor]) -> None:
-    """Zero the dropped units' fc rows and biases and their outgoing columns (in place)."""
+def zero_units(model: Model, keep: list[torch.Tensor], v_keep: torch.Tensor | None = None) -> None:
+    """Zero the dropped units' fc rows and biases and their outgoing columns, and every part of
+    the dropped entries of v (in place)."""
     _check_keep(model, keep)
+    _check_v(model, v_keep)
     for layer, mask in zip(_layers(model), keep, strict=True):
         fc, outs = _unit_parts(layer)
         fc.weight[~mask] = 0.0
         fc.bias[~mask] = 0.0
         for lin in outs:
             lin.weight[:, ~mask] = 0.0
+    if v_keep is not None:
+        _scale_v(model, v_keep.to(torch.float32))
 
 
 class ZeroUnits(Callback):
-    """Holds the dropped units at zero during :func:`quant.trainer.fit`."""
+    """Holds the dropped units (and entries of v) at zero during :func:`quant.trainer.fit`."""
 
-    def __init__(self, keep: list[torch.Tensor]):
-        self.keep = keep
+    def __init__(self, keep: list[torch.Tensor], v_keep: torch.Tensor | None = None):
+        self.keep, self.v_keep = keep, v_keep
 
     def on_train_begin(self, model: nn.Module) -> None:
-        zero_units(model, self.keep)
+        zero_units(model, self.keep, self.v_keep)
 
     def after_step(self, model: nn.Module, step: int) -> None:
-        zero_units(model, self.keep)
+        zero_units(model, self.keep, self.v_keep)
 
 
 def truncate(model: DetNet, n_layers: int) -> DetNet:
@@ -188,8 +265,11 @@ def truncate(model: DetNet, n_layers: int) -> DetNet:
     return small.eval()
 
 
-def shrink(model: QuantDetNetIID, keep: list[torch.Tensor]) -> QuantDetNetIID:
-    """The physically smaller hardware form without the dropped units (per-layer widths).
+def shrink(
+    model: QuantDetNetIID, keep: list[torch.Tensor], v_keep: torch.Tensor | None = None
+) -> QuantDetNetIID:
+    """The physically smaller hardware form without the dropped units (per-layer widths) and
+    entries of v.
 
     Its outputs equal those of ``model`` after :func:`zero_units` bit for bit: the kept units'
     weights and every quantizer's state are copied unchanged, a per-channel weight scale of
@@ -197,17 +277,29 @@ def shrink(model: QuantDetNetIID, keep: list[torch.Tensor]) -> QuantDetNetIID:
     per-tensor one only lose zero entries from their maximum.
     """
     _check_keep(model, keep)
+    _check_v(model, v_keep)
+    vk = torch.ones(model.v_dim, dtype=torch.bool) if v_keep is None else v_keep
     widths = tuple(int(m.sum()) for m in keep)
-    small = QuantDetNetIID(model.recipe, model.shape, model.state_bits, hidden=widths)
+    small = QuantDetNetIID(
+        model.recipe, model.shape, model.state_bits, hidden=widths, v_dim=int(vk.sum())
+    )
+    fc_in = torch.cat([torch.ones(3 * model.shape.k_tx, dtype=torch.bool), vk])
     state = {}
     for key, value in model.state_dict().items():
         parts = key.split(".")
         if parts[0] == "layers" and parts[-1] in ("weight", "bias"):
-            mask, lin = keep[int(parts[1])], parts[2]
+            li, lin, w = int(parts[1]), parts[2], parts[-1] == "weight"
+            mask = keep[li]
             if lin == "fc":
                 value = value[mask]
-            elif lin in ("fc_r", "fc_v") and parts[-1] == "weight":
+                if w and not model.layers[li].first:  # a later layer's fc reads v
+                    value = value[:, fc_in]
+            elif lin == "fc_r" and w:
                 value = value[:, mask]
+            elif lin == "fc_v":
+                value = value[vk][:, mask] if w else value[vk]
+            elif lin == "mix_v":
+                value = value[vk][:, torch.cat([vk, vk])] if w else value[vk]
         state[key] = value.clone()
     # Brevitas adds an activation scale learned from runtime statistics to the state only once
     # it has been collected (the first training steps): a model not yet trained lacks it, and
@@ -219,16 +311,21 @@ def shrink(model: QuantDetNetIID, keep: list[torch.Tensor]) -> QuantDetNetIID:
 
 
 def to_quant(
-    det: DetNet, recipe: Recipe, keep: list[torch.Tensor] | None = None, **kwargs
+    det: DetNet,
+    recipe: Recipe,
+    keep: list[torch.Tensor] | None = None,
+    v_keep: torch.Tensor | None = None,
+    **kwargs,
 ) -> QuantDetNetIID:
     """The hardware form of a float DetNet (:func:`.detnet_iid_hw.from_float`), physically
-    without the units ``keep`` drops (``None``: dense)."""
+    without the units ``keep`` drops and the entries of v ``v_keep`` drops (``None``: all)."""
     model = QuantDetNetIID(recipe, det.shape, **kwargs)
     from_float(model, det)
-    if keep is None:
+    if keep is None and v_keep is None:
         return model.eval()
-    zero_units(model, keep)
-    return shrink(model, keep)
+    keep = keep or [torch.ones(lay.fc.out_features, dtype=torch.bool) for lay in model.layers]
+    zero_units(model, keep, v_keep)
+    return shrink(model, keep, v_keep)
 
 
 def qat(

@@ -114,14 +114,22 @@ def test_pruned_model_is_physically_smaller_and_computes_the_zeroed_function():
     from_float(dense, det)
     # a few QAT steps with the units held at zero: the quantizers' scales are then collected
     cfg = QuantConfig(bits=parse_bits("w4a4"), arch="detnet", channel="iid", batch_size=32)
-    green_iid.qat(dense, cfg, 3, 1e-4, seed=0, callbacks=(green_iid.ZeroUnits(keep),))
+    v_keep = torch.arange(SHAPE.v_dim) % 3 == 1  # 13 of 40 entries of v stay
+    zero = green_iid.ZeroUnits(keep, v_keep)
+    green_iid.qat(dense, cfg, 3, 1e-4, seed=0, callbacks=(zero,))
     for lay, m in zip(dense.layers, keep, strict=True):
         assert float(lay.fc.weight[~m].abs().max()) == 0
-    small = green_iid.shrink(dense, keep)
-    assert small.hidden == (40, 100, 12)
+    assert float(dense.layers[1].mix_v.weight[~v_keep].abs().max()) == 0
+    small = green_iid.shrink(dense, keep, v_keep)
+    assert small.hidden == (40, 100, 12) and small.v_dim == 13
     assert [lay.fc.out_features for lay in small.layers] == [40, 100, 12]
+    assert [lay.fc.in_features for lay in small.layers] == [20, 73, 73]
     assert [lay.fc_r.in_features for lay in small.layers] == [40, 100, 12]
-    assert [lay.fc_v.in_features for lay in small.layers[:-1]] == [40, 100]
+    assert [(lay.fc_v.in_features, lay.fc_v.out_features) for lay in small.layers[:-1]] == [
+        (40, 13),
+        (100, 13),
+    ]
+    assert tuple(small.layers[1].mix_v.weight.shape) == (13, 26)
     n_small = sum(p.numel() for p in small.parameters())
     assert n_small < 0.5 * sum(p.numel() for p in dense.parameters())
     u = _u(300)
@@ -130,8 +138,8 @@ def test_pruned_model_is_physically_smaller_and_computes_the_zeroed_function():
         # the integer model: equal bit for bit
         assert torch.equal(small(u), dense(u))
         # the float DetNet with the units zeroed, carried over, is that function too
-        green_iid.zero_units(det, keep)
-        via = green_iid.to_quant(det, recipe, keep)
+        green_iid.zero_units(det, keep, v_keep)
+        via = green_iid.to_quant(det, recipe, keep, v_keep)
         ref = QuantDetNetIID(recipe, SHAPE).eval()
         from_float(ref, det)
         assert torch.equal(via(u), ref(u))
@@ -161,9 +169,10 @@ def test_exported_pruned_model_has_the_smaller_mvaus(tmp_path):
 
     det = green_iid.truncate(_det(), 2)
     keep = [torch.arange(SHAPE.hidden) < 24, torch.arange(SHAPE.hidden) % 5 == 0]
-    green_iid.zero_units(det, keep)
+    v_keep = torch.arange(SHAPE.v_dim) >= 32
+    green_iid.zero_units(det, keep, v_keep)
     cfg = QuantConfig(bits=parse_bits("w4a4"), arch="detnet", channel="iid", layers=2)
-    model = green_iid.to_quant(det, Recipe(cfg.bits), keep)
+    model = green_iid.to_quant(det, Recipe(cfg.bits), keep, v_keep)
     report = export_verified(model, golden_inputs(cfg, model, 16), tmp_path / "exp", {})
     assert report["qonnx_matches_torch"]
     res = run_build(
@@ -174,10 +183,10 @@ def test_exported_pruned_model_has_the_smaller_mvaus(tmp_path):
         for n in res.model.graph.node
         if n.op_type.startswith("MVAU")
     )
-    # layer 1: fc 20 -> 24, fc_r 24 -> 40, fc_v 24 -> 40; layer 2: fc 100 -> 32, fc_r 32 -> 40
-    assert (20, 24) in shapes and (24, 40) in shapes and shapes.count((24, 40)) == 2
-    assert (100, 32) in shapes and (32, 40) in shapes
-    assert not any(160 in s for s in shapes)
+    # layer 1: fc 20 -> 24, fc_r 24 -> 40, fc_v 24 -> 8; layer 2: fc 3K + 8 -> 32, fc_r 32 -> 40
+    assert (20, 24) in shapes and (24, 40) in shapes and (24, 8) in shapes
+    assert (68, 32) in shapes and (32, 40) in shapes
+    assert not any(160 in s or 100 in s for s in shapes)
 
 
 def _attr(node, name: str):
