@@ -61,7 +61,7 @@ class GreenIIDSettings:
     layers: int = 10
     float_steps: int = 3000
     bits: str = "w4a4"
-    variants: tuple[str, ...] = ("dense", "gl", "sgl", "ri")
+    variants: tuple[str, ...] = ("dense", "ri", "sgl", "gl")
     penalty_steps: int = 600
     prune_steps: int = 300
     finetune_lr: float = 2e-4

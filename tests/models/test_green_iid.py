@@ -92,8 +92,16 @@ def test_lasso_is_the_group_norms_and_masks_keep_the_strong_units():
     assert bool(weak.any()) and bool((~weak).any())
     assert float(after[weak].max()) < 1e-5
     torch.testing.assert_close(after[~weak], before[~weak] - 0.5, rtol=1e-4, atol=1e-5)
+    # v's groups: a zeroed entry has norm 0 everywhere, the penalty counts v's groups too
     det = _det()
-    green_iid.zero_units(det, keep)
+    v_keep = torch.arange(SHAPE.v_dim) < 10
+    green_iid.zero_units(det, keep, v_keep)
+    vn = green_iid.v_norms(det).detach()
+    assert float(vn[~v_keep].max()) < 1e-5 and float(vn[v_keep].min()) > 0.1
+    assert green_iid.v_mask(det, 0.01, multiple_of=4).tolist() == (torch.arange(40) < 12).tolist()
+    glv = green_iid.HiddenUnitLasso(0.5, v_groups=True)
+    expect = 1.0 + 0.5 * (sum(float(n.sum()) for n in green_iid.unit_norms(det)) + float(vn.sum()))
+    assert float(glv.loss(det, base, None, None)) == pytest.approx(expect, rel=1e-5)
     masks = green_iid.unit_masks(det, 0.01, multiple_of=8)
     # every zeroed unit goes, the kept counts round up to multiples of 8 by the next strongest
     assert [int(m.sum()) for m in masks] == [40, 104, 16]
