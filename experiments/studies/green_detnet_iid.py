@@ -8,8 +8,9 @@ Every row starts from one float i.i.d. DetNet (``float_checkpoint``, as ``qphy t
 * ``gl`` / ``sgl``: ``penalty_steps`` fine-tuning steps with the hidden-unit group lasso
   (:class:`models.detector.green_iid.HiddenUnitLasso`, ``gl``; SGL: ``sgl_gl`` and
   ``sgl_l1``; with ``prox`` as its proximal step after every Adam step, scaled by
-  ``finetune_lr``; with ``v_groups`` also one group per entry of v), the units (and entries
-  of v) below ``beta`` times the strongest pruned, ``prune_steps`` more with them held at 0.
+  ``finetune_lr``; with ``v_groups`` also one group per entry of v), then per layer the
+  weakest ``prune_fraction`` of the units (``v_prune_fraction`` of v's entries), and any
+  below ``beta`` times the strongest, pruned, ``prune_steps`` more with them held at 0.
 * ``ri``: R-I-DetNet: the first ``ri_layers`` layers (DetNet's loss trains every layer's
   estimate), fine-tuned on that depth with the SGL penalty and pruned like ``sgl``.
 * ``ri-dense``: the first ``ri_layers`` layers, fine-tuned the same steps, not pruned.
@@ -47,7 +48,9 @@ GREEN_ONLY = {
     "sgl_l1",
     "sgl_gl",
     "beta",
+    "prune_fraction",
     "v_groups",
+    "v_prune_fraction",
     "multiple_of",
     "ri_layers",
 }
@@ -62,18 +65,20 @@ class GreenIIDSettings:
     float_steps: int = 3000
     bits: str = "w4a4"
     variants: tuple[str, ...] = ("dense", "ri", "sgl", "gl")
-    penalty_steps: int = 600
-    prune_steps: int = 300
+    penalty_steps: int = 800
+    prune_steps: int = 600
     finetune_lr: float = 2e-4
     prox: bool = True
-    gl: float = 8.0
-    sgl_l1: float = 0.25
-    sgl_gl: float = 6.0
+    gl: float = 2.0
+    sgl_l1: float = 0.1
+    sgl_gl: float = 1.5
     beta: float = 0.05
+    prune_fraction: float = 0.5
     v_groups: bool = True
+    v_prune_fraction: float = 0.7
     multiple_of: int = 4
-    ri_layers: int = 5
-    qat_steps: int = 150
+    ri_layers: int = 6
+    qat_steps: int = 300
     qat_lr: float = 1e-4
     batch: int = 500
     snr_db: tuple[float, ...] = (12.0,)
@@ -157,8 +162,10 @@ def _variant(s: GreenIIDSettings, det, kind: str):
     prox = s.finetune_lr if s.prox else 0.0
     penalty = green_iid.HiddenUnitLasso(gl, l1, prox_lr=prox, v_groups=s.v_groups)
     train_detnet(cfg, det, callbacks=[penalty], steps=s.penalty_steps, description=kind)
-    keep = green_iid.unit_masks(det, s.beta, s.multiple_of)
-    v_keep = green_iid.v_mask(det, s.beta, s.multiple_of) if s.v_groups else None
+    keep = green_iid.unit_masks(det, s.beta, s.multiple_of, s.prune_fraction)
+    v_keep = None
+    if s.v_groups:
+        v_keep = green_iid.v_mask(det, s.beta, s.multiple_of, s.v_prune_fraction)
     cb = [green_iid.ZeroUnits(keep, v_keep)]
     train_detnet(cfg, det, callbacks=cb, steps=s.prune_steps, seed=s.seed + 12, description=kind)
     return det, keep, v_keep

@@ -168,42 +168,43 @@ class HiddenUnitLasso(Callback):
             _scale_v(model, (1.0 - tg / v_norms(model)).clamp_min(0.0))
 
 
-def unit_masks(model: Model, beta: float, multiple_of: int = 1) -> list[torch.Tensor]:
-    """Keep-masks over every layer's hidden units: a unit stays when its group norm is
-    ``>= beta`` times the layer's largest, the count rounded up to a multiple of
-    ``multiple_of`` (FINN's PE must divide a layer's width) by the next strongest units.
-
-    Raises:
-        ConfigError: ``beta`` outside [0, 1) or ``multiple_of`` < 1.
-    """
+def _keep_strongest(norm: torch.Tensor, beta: float, fraction: float, multiple_of: int):
+    """Mask of the units kept: those ``>= beta`` times the strongest, and at most
+    ``n - floor(fraction * n)`` of them; the count rounded up to a multiple of
+    ``multiple_of`` by the next strongest (ties keep the lower index)."""
     if not 0.0 <= float(beta) < 1.0:
         raise ConfigError(f"beta must lie in [0, 1), got {beta!r}")
+    if not 0.0 <= float(fraction) < 1.0:
+        raise ConfigError(f"prune fraction must lie in [0, 1), got {fraction!r}")
     if multiple_of < 1:
         raise ConfigError(f"multiple_of must be >= 1, got {multiple_of}")
-    masks = []
-    with torch.no_grad():
-        for norm in unit_norms(model):
-            n = norm.numel()
-            keep = int((norm >= beta * norm.max()).sum())
-            keep = min(n, -(-max(keep, 1) // multiple_of) * multiple_of)
-            mask = torch.zeros(n, dtype=torch.bool)
-            mask[torch.sort(-norm, stable=True).indices[:keep]] = True
-            masks.append(mask)
-    return masks
-
-
-def v_mask(model: Model, beta: float, multiple_of: int = 1) -> torch.Tensor:
-    """Keep-mask over v's entries, chosen like :func:`unit_masks` by :func:`v_norms`."""
-    if not 0.0 <= float(beta) < 1.0:
-        raise ConfigError(f"beta must lie in [0, 1), got {beta!r}")
-    with torch.no_grad():
-        norm = v_norms(model)
     n = norm.numel()
-    keep = int((norm >= beta * norm.max()).sum())
-    keep = min(n, -(-max(keep, 1) // max(1, multiple_of)) * max(1, multiple_of))
+    keep = min(int((norm >= beta * norm.max()).sum()), n - int(fraction * n))
+    keep = min(n, -(-max(keep, 1) // multiple_of) * multiple_of)
     mask = torch.zeros(n, dtype=torch.bool)
     mask[torch.sort(-norm, stable=True).indices[:keep]] = True
     return mask
+
+
+def unit_masks(
+    model: Model, beta: float, multiple_of: int = 1, fraction: float = 0.0
+) -> list[torch.Tensor]:
+    """Keep-masks over every layer's hidden units: a unit stays when its group norm is
+    ``>= beta`` times the layer's largest and it is among the strongest ``1 - fraction``, the
+    count rounded up to a multiple of ``multiple_of`` (FINN's PE must divide a layer's width)
+    by the next strongest units.
+
+    Raises:
+        ConfigError: ``beta`` or ``fraction`` outside [0, 1) or ``multiple_of`` < 1.
+    """
+    with torch.no_grad():
+        return [_keep_strongest(n, beta, fraction, multiple_of) for n in unit_norms(model)]
+
+
+def v_mask(model: Model, beta: float, multiple_of: int = 1, fraction: float = 0.0) -> torch.Tensor:
+    """Keep-mask over v's entries, chosen like :func:`unit_masks` by :func:`v_norms`."""
+    with torch.no_grad():
+        return _keep_strongest(v_norms(model), beta, fraction, multiple_of)
 
 
 def _check_keep(model: Model, keep: list[torch.Tensor]) -> None:
