@@ -84,6 +84,7 @@ class GreenIIDSettings:
     snr_db: tuple[float, ...] = (12.0,)
     eval_vectors: int = 2000
     build: bool = False
+    dense_report: str = ""
     target_cycles: int = 1000
     vectors: int = 300
     seed: int = 0
@@ -265,8 +266,8 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
 
     # a row's cache key holds only what it depends on: adding a variant or retuning the
     # penalties leaves the dense row (and its build) cached
-    common = {k: v for k, v in settings.items() if k not in GREEN_ONLY}
-    row = {k: v for k, v in settings.items() if k != "variants"}
+    common = {k: v for k, v in settings.items() if k not in GREEN_ONLY | {"dense_report"}}
+    row = {k: v for k, v in settings.items() if k not in ("variants", "dense_report")}
     points = [
         (kind, {**(common if kind == "dense" else row), "variant": kind}, point(kind))
         for kind in s.variants
@@ -274,6 +275,8 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
     rows, computed = kit.run(NAME, out_dir, points, console)
     i12 = int(np.argmin([abs(x - 12.0) for x in s.snr_db]))
     dense = next((r for r in rows if r["key"] == "dense"), None)
+    if dense is not None and "LUT" not in dense and s.dense_report:
+        dense.update(_reference(Path(s.dense_report)))
     for r in rows:
         r["ber_at_12db"] = r["ber"][i12]
         r["float_ber_at_12db"] = r["float_ber"][i12]
@@ -295,6 +298,20 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
     )
     kit.write(out_dir, NAME, summary, md)
     return summary
+
+
+def _reference(path: Path) -> dict:
+    """The hardware figures of an earlier dense build (its report.json) for the dense row."""
+    import json  # noqa: PLC0415
+
+    from experiments.hardware import hardware_row  # noqa: PLC0415
+    from qphy.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        hw = hardware_row(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"dense_report {path}: not a build report ({exc})") from exc
+    return {**{k: v for k, v in hw.items() if k != "variant"}, "hardware_from": str(path)}
 
 
 def _columns(s: GreenIIDSettings) -> list:
