@@ -111,12 +111,24 @@ def host_inputs(y: np.ndarray, h: np.ndarray) -> np.ndarray:
 class _Layer(nn.Module):
     """One unrolled layer of :class:`QuantDetNetIID` (see the module docstring)."""
 
-    def __init__(self, recipe: Recipe, shape: DetNetShape, first: bool, last: bool):
+    def __init__(
+        self,
+        recipe: Recipe,
+        shape: DetNetShape,
+        first: bool,
+        last: bool,
+        hidden: int | None = None,
+        v_dim: int | None = None,
+    ):
         super().__init__()
-        k, hd, vd = shape.k_tx, shape.hidden, shape.v_dim
+        # ``hidden``: this layer's ReLU width (fc's outputs), ``v_dim``: the width of v; a
+        # pruned model's (models/detector/green_iid.py) are below 8K and 2K.
+        k = shape.k_tx
+        vd = shape.v_dim if v_dim is None else v_dim
+        hd = shape.hidden if hidden is None else hidden
         self.first, self.last = first, last
         qlin = {**recipe.weight(), **recipe.bias()}
-        self.fc = QuantLinear(k if first else shape.in_dim, hd, bias=True, **qlin)
+        self.fc = QuantLinear(k if first else 3 * k + vd, hd, bias=True, **qlin)
         self.relu = QuantReLU(return_quant_tensor=True, **recipe.relu())
         self.fc_r = QuantLinear(hd, k, bias=True, **qlin)
         mix_in = k if first else 3 * k
@@ -164,20 +176,41 @@ class _Quantizers(nn.Module):
 
 class QuantDetNetIID(nn.Module):
     """The varying-channel DetNet's hardware form: input :func:`host_inputs` (B, K + K^2),
-    output ``x_L`` (B, K); in train mode the stacked ``x_1 .. x_L`` (L, B, K) for the loss."""
+    output ``x_L`` (B, K); in train mode the stacked ``x_1 .. x_L`` (L, B, K) for the loss.
+
+    ``hidden`` gives each layer's ReLU width (default: ``shape.hidden`` everywhere) and ``v_dim``
+    the width of v (default: ``shape.v_dim``); the Green DetNet's pruned models
+    (:mod:`.green_iid`) are built with fewer units, so FINN builds smaller layers.
+    """
 
     #: Forks and joins: the export pairs its quantizers by value (quant.export).
     qphy_branched = True
 
-    def __init__(self, recipe: Recipe, shape: DetNetShape, state_bits: int = STATE_BITS):
+    def __init__(
+        self,
+        recipe: Recipe,
+        shape: DetNetShape,
+        state_bits: int = STATE_BITS,
+        hidden: tuple[int, ...] | None = None,
+        v_dim: int | None = None,
+    ):
         super().__init__()
-        self.recipe, self.shape, self.state_bits = recipe, shape, state_bits
+        n = shape.n_layers
+        hidden = (shape.hidden,) * n if hidden is None else tuple(int(h) for h in hidden)
+        if len(hidden) != n or min(hidden) < 1:
+            raise ConfigError(f"hidden widths {hidden}: need {n} widths, each >= 1")
+        v_dim = shape.v_dim if v_dim is None else int(v_dim)
+        if v_dim < 1:
+            raise ConfigError(f"v_dim must be >= 1, got {v_dim}")
+        self.recipe, self.shape, self.state_bits, self.hidden = recipe, shape, state_bits, hidden
+        self.v_dim = v_dim
         self.inp = QuantIdentity(
             return_quant_tensor=True, **{**recipe.input(), "act_quant": InputQuant}
         )
         self.quant = _Quantizers(recipe, state_bits)
-        n = shape.n_layers
-        self.layers = nn.ModuleList(_Layer(recipe, shape, i == 0, i == n - 1) for i in range(n))
+        self.layers = nn.ModuleList(
+            _Layer(recipe, shape, i == 0, i == n - 1, hidden[i], v_dim) for i in range(n)
+        )
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         k = self.shape.k_tx

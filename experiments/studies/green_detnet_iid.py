@@ -1,0 +1,336 @@
+"""``qphy experiment green-detnet-iid``: the Green DetNet variants of the varying-channel DetNet
+as hardware, the removed units and layers physically gone, beside the dense DetNet.
+
+Every row starts from one float i.i.d. DetNet (``float_checkpoint``, as ``qphy train detector
+--arch detnet --channel iid`` writes it; empty: trained here for ``float_steps``):
+
+* ``dense``: the float model as it is.
+* ``gl`` / ``sgl``: ``penalty_steps`` fine-tuning steps with the hidden-unit group lasso
+  (:class:`models.detector.green_iid.HiddenUnitLasso`, ``gl``; SGL: ``sgl_gl`` and
+  ``sgl_l1``; with ``prox`` as its proximal step after every Adam step, scaled by
+  ``finetune_lr``; with ``v_groups`` also one group per entry of v), then per layer the
+  weakest ``prune_fraction`` of the units (``v_prune_fraction`` of v's entries), and any
+  below ``beta`` times the strongest, pruned, ``prune_steps`` more with them held at 0.
+* ``ri``: R-I-DetNet: the first ``ri_layers`` layers (DetNet's loss trains every layer's
+  estimate), fine-tuned on that depth with the SGL penalty and pruned like ``sgl``.
+* ``ri-dense``: the first ``ri_layers`` layers, fine-tuned the same steps, not pruned.
+
+Then each: the hardware form with the kept units only (per-layer hidden widths, v's width), QAT for
+``qat_steps`` (same recipe for all), the integer model's BER at ``snr_db`` (same vectors for
+all) and, with ``build = true``, a build through :func:`qphy.flow.build_and_verify` (FINN ->
+Verilator verdict, ``vectors`` under backpressure, folding target ``target_cycles``): FINN's
+estimated LUT/DSP/BRAM, cycles per frame and latency. Builds go to ``out_dir/builds/<key>``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from experiments import kit
+from experiments.registry import experiment
+
+NAME = "green-detnet-iid"
+VARIANTS = ("dense", "gl", "sgl", "ri", "ri-dense")
+#: Settings only the compressed rows depend on.
+GREEN_ONLY = {
+    "variants",
+    "penalty_steps",
+    "prune_steps",
+    "finetune_lr",
+    "prox",
+    "gl",
+    "sgl_l1",
+    "sgl_gl",
+    "beta",
+    "prune_fraction",
+    "v_groups",
+    "v_prune_fraction",
+    "multiple_of",
+    "ri_layers",
+}
+
+
+@dataclass(frozen=True)
+class GreenIIDSettings:
+    """One grid (every field can be overridden with ``--set``)."""
+
+    float_checkpoint: str = ""
+    layers: int = 10
+    float_steps: int = 3000
+    bits: str = "w4a4"
+    variants: tuple[str, ...] = ("dense", "ri", "sgl", "gl")
+    penalty_steps: int = 800
+    prune_steps: int = 600
+    finetune_lr: float = 2e-4
+    prox: bool = True
+    gl: float = 2.0
+    sgl_l1: float = 0.1
+    sgl_gl: float = 1.5
+    beta: float = 0.05
+    prune_fraction: float = 0.5
+    v_groups: bool = True
+    v_prune_fraction: float = 0.7
+    multiple_of: int = 4
+    ri_layers: int = 6
+    qat_steps: int = 300
+    qat_lr: float = 1e-4
+    batch: int = 500
+    snr_db: tuple[float, ...] = (12.0,)
+    eval_vectors: int = 2000
+    build: bool = False
+    dense_report: str = ""
+    target_cycles: int = 1000
+    vectors: int = 300
+    seed: int = 0
+
+
+GRIDS = {
+    "full": GreenIIDSettings(),
+    "small": GreenIIDSettings(
+        layers=3,
+        float_steps=30,
+        variants=("dense", "sgl", "ri"),
+        penalty_steps=10,
+        prune_steps=5,
+        beta=0.9,
+        ri_layers=2,
+        qat_steps=5,
+        batch=64,
+        eval_vectors=100,
+    ),
+}
+
+
+def _cfg(s: GreenIIDSettings, layers: int | None = None):
+    from models.detector.config import QuantConfig  # noqa: PLC0415
+    from qphy.variants import parse_bits  # noqa: PLC0415
+
+    return QuantConfig(
+        bits=parse_bits(s.bits),
+        arch="detnet",
+        channel="iid",
+        layers=layers or s.layers,
+        batch_size=s.batch,
+        qat_steps=s.qat_steps,
+        qat_lr=s.qat_lr,
+        seed=s.seed,
+        eval_snr_db=tuple(s.snr_db),
+        eval_bits_per_snr=s.eval_vectors * 20,
+    )
+
+
+def _float(s: GreenIIDSettings):
+    """The float DetNet every row starts from."""
+    from models.detector.detnet import DetNetShape  # noqa: PLC0415
+    from models.detector.detnet_train import (  # noqa: PLC0415
+        DetNetTrainConfig,
+        load_detnet,
+        train_detnet,
+    )
+    from qphy.errors import ConfigError  # noqa: PLC0415
+
+    if s.float_checkpoint:
+        det, _ = load_detnet(Path(s.float_checkpoint))
+        if det.shape.n_layers != s.layers:
+            n = det.shape.n_layers
+            raise ConfigError(f"{s.float_checkpoint} has {n} layers, not {s.layers}")
+        return det
+    cfg = DetNetTrainConfig(shape=DetNetShape(n_layers=s.layers), batch=s.batch, seed=s.seed)
+    return train_detnet(cfg, steps=s.float_steps, description="float DetNet")[0]
+
+
+def _variant(s: GreenIIDSettings, det, kind: str):
+    """``(float model, unit keep-masks or None, v keep-mask or None)`` of a row (the float
+    model trained in place)."""
+    from models.detector import green_iid  # noqa: PLC0415
+    from models.detector.detnet_train import DetNetTrainConfig, train_detnet  # noqa: PLC0415
+
+    if kind.startswith("ri"):
+        det = green_iid.truncate(det, s.ri_layers)
+    cfg = DetNetTrainConfig(shape=det.shape, batch=s.batch, lr=s.finetune_lr, seed=s.seed + 11)
+    if kind == "dense":
+        return det, None, None
+    if kind == "ri-dense":
+        train_detnet(cfg, det, steps=s.penalty_steps + s.prune_steps, description=kind)
+        return det, None, None
+    gl, l1 = (s.gl, 0.0) if kind == "gl" else (s.sgl_gl, s.sgl_l1)
+    prox = s.finetune_lr if s.prox else 0.0
+    penalty = green_iid.HiddenUnitLasso(gl, l1, prox_lr=prox, v_groups=s.v_groups)
+    train_detnet(cfg, det, callbacks=[penalty], steps=s.penalty_steps, description=kind)
+    keep = green_iid.unit_masks(det, s.beta, s.multiple_of, s.prune_fraction)
+    v_keep = None
+    if s.v_groups:
+        v_keep = green_iid.v_mask(det, s.beta, s.multiple_of, s.v_prune_fraction)
+    cb = [green_iid.ZeroUnits(keep, v_keep)]
+    train_detnet(cfg, det, callbacks=cb, steps=s.prune_steps, seed=s.seed + 12, description=kind)
+    return det, keep, v_keep
+
+
+def ber(cfg, model: torch.nn.Module, seed: int = 1234) -> tuple[list[float], list[int]]:
+    """BER and errors per SNR of ``model`` (host inputs -> x) on the seeded i.i.d. vectors
+    :func:`models.detector.detnet_iid.evaluate_ber` draws (same vectors for every row)."""
+    from models.detector.data import detection_config  # noqa: PLC0415
+    from models.detector.detnet_iid_hw import host_inputs  # noqa: PLC0415
+    from models.detector.mimo import sample_numpy  # noqa: PLC0415
+
+    det = detection_config(cfg)
+    n_vec = max(1, -(-cfg.eval_bits_per_snr // det.k_tx))
+    errors = []
+    model.eval()
+    for si, snr in enumerate(cfg.eval_snr_db):
+        y, x, h, _ = sample_numpy(det, n_vec, snr, np.random.default_rng([seed, si]))
+        with torch.no_grad():
+            out = model(torch.from_numpy(host_inputs(y, h))).numpy()
+        errors.append(int(np.sum(np.where(out >= 0, 1.0, -1.0) != x)))
+    bits = n_vec * det.k_tx
+    return [e / bits for e in errors], errors
+
+
+def build(cfg, model, out_dir: Path, variant: str, s: GreenIIDSettings) -> dict:
+    """export -> FINN -> Verilator verdict of a (pruned) hardware form; the report's figures."""
+    from experiments.hardware import hardware_row  # noqa: PLC0415
+    from hw.config import HwBuildConfig  # noqa: PLC0415
+    from models.detector.detnet_iid import golden_inputs  # noqa: PLC0415
+    from qphy.contracts import HostExtras  # noqa: PLC0415
+    from qphy.flow import build_and_verify  # noqa: PLC0415
+    from quant.export import export_verified  # noqa: PLC0415
+    from sim.config import SimConfig  # noqa: PLC0415
+
+    def export(d: Path) -> None:
+        x = np.ascontiguousarray(golden_inputs(cfg, model, s.vectors), dtype=np.float32)
+        meta = {"variant": variant, "target": "detector"}
+        export_verified(model, x, d, meta, HostExtras(decision="sign"))
+
+    extras = {
+        "hidden_widths": list(model.hidden),
+        "v_dim": model.v_dim,
+        "layers_built": model.shape.n_layers,
+    }
+    report = build_and_verify(
+        export,
+        out_dir,
+        HwBuildConfig(target_cycles=s.target_cycles),
+        SimConfig(n_vectors=s.vectors, seed=7),
+        extras,
+    )
+    return hardware_row(report)
+
+
+@experiment(NAME, "Green DetNet (GL/SGL/R-I) on the i.i.d. channel, pruned and built vs dense")
+def run(out_dir: Path, grid: str, overrides: dict) -> dict:
+    from models.detector import green_iid  # noqa: PLC0415
+    from models.detector.detnet_iid import _FloatDetector  # noqa: PLC0415
+    from qphy.errors import ConfigError  # noqa: PLC0415
+    from quant.recipes import Recipe  # noqa: PLC0415
+
+    s = kit.settings(GreenIIDSettings, GRIDS, grid, overrides)
+    unknown = sorted(set(s.variants) - set(VARIANTS))
+    if unknown:
+        raise ConfigError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    torch.set_num_threads(1)
+    console = Console()
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()}
+    start = {}
+
+    def point(kind: str):
+        def compute() -> dict:
+            if "det" not in start:
+                start["det"] = _float(s)
+            det, keep, v_keep = _variant(s, copy.deepcopy(start["det"]), kind)
+            cfg = _cfg(s, det.shape.n_layers)
+            model = green_iid.to_quant(det, Recipe(cfg.bits), keep, v_keep)
+            fit = green_iid.qat(model, cfg, s.qat_steps, s.qat_lr, s.seed + 13)
+            float_ber, _ = ber(cfg, _FloatDetector(det))
+            q_ber, q_err = ber(cfg, model)
+            row = {
+                "layers": det.shape.n_layers,
+                "hidden_widths": list(model.hidden),
+                "v_dim": model.v_dim,
+                "float_ber": float_ber,
+                "ber": q_ber,
+                "errors": q_err,
+                "qat_loss": fit.mean_recent_loss,
+            }
+            if s.build:
+                variant = f"detnet_iid_green_{kind}"
+                row.update(build(cfg, model, out_dir / "builds" / kind, variant, s))
+            return row
+
+        return compute
+
+    # a row's cache key holds only what it depends on: adding a variant or retuning the
+    # penalties leaves the dense row (and its build) cached
+    common = {k: v for k, v in settings.items() if k not in GREEN_ONLY | {"dense_report"}}
+    row = {k: v for k, v in settings.items() if k not in ("variants", "dense_report")}
+    points = [
+        (kind, {**(common if kind == "dense" else row), "variant": kind}, point(kind))
+        for kind in s.variants
+    ]
+    rows, computed = kit.run(NAME, out_dir, points, console)
+    i12 = int(np.argmin([abs(x - 12.0) for x in s.snr_db]))
+    dense = next((r for r in rows if r["key"] == "dense"), None)
+    if dense is not None and "LUT" not in dense and s.dense_report:
+        dense.update(_reference(Path(s.dense_report)))
+    for r in rows:
+        r["ber_at_12db"] = r["ber"][i12]
+        r["float_ber_at_12db"] = r["float_ber"][i12]
+        if "LUT" in r:
+            r["lut_dsp"] = r["LUT"] + r["DSP"]
+        if dense is not None and "lut_dsp" in r and "lut_dsp" in dense:
+            r["lut_dsp_reduction"] = 1.0 - r["lut_dsp"] / dense["lut_dsp"]
+            r["ber_ratio"] = r["ber_at_12db"] / max(dense["ber_at_12db"], 1e-12)
+            r["target_met"] = r["lut_dsp_reduction"] >= 0.5 and r["ber_ratio"] <= 1.2
+    summary = {"experiment": NAME, "grid": grid, "settings": settings, "rows": rows}
+    summary["computed_this_run"] = computed
+    header, cells = kit.table(rows, _columns(s))
+    kit.print_table(console, f"{NAME} ({grid} grid)", header, cells)
+    md = (
+        f"# {NAME} ({grid} grid)\n\n{s.bits}, QAT {s.qat_steps} steps per row, BER of the "
+        f"integer model on {s.eval_vectors} vectors (fresh i.i.d. channel each); LUT/DSP/BRAM "
+        f"are FINN's estimates at folding target {s.target_cycles} cycles.\n\n"
+        + kit.md_table(header, cells)
+    )
+    kit.write(out_dir, NAME, summary, md)
+    return summary
+
+
+def _reference(path: Path) -> dict:
+    """The hardware figures of an earlier dense build (its report.json) for the dense row."""
+    import json  # noqa: PLC0415
+
+    from experiments.hardware import hardware_row  # noqa: PLC0415
+    from qphy.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        hw = hardware_row(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"dense_report {path}: not a build report ({exc})") from exc
+    return {**{k: v for k, v in hw.items() if k != "variant"}, "hardware_from": str(path)}
+
+
+def _columns(s: GreenIIDSettings) -> list:
+    def opt(key: str, fmt=str):
+        return lambda r: fmt(r[key]) if key in r else "-"
+
+    return [
+        ("variant", lambda r: r["key"]),
+        ("layers", lambda r: str(r["layers"])),
+        ("hidden", lambda r: ",".join(str(h) for h in r["hidden_widths"])),
+        ("v", lambda r: str(r["v_dim"])),
+        ("LUT", opt("LUT")),
+        ("DSP", opt("DSP")),
+        ("BRAM18", opt("BRAM_18K")),
+        ("LUT+DSP red.", opt("lut_dsp_reduction", lambda v: f"{100 * v:.1f} %")),
+        ("cycles/frame", opt("cycles_per_frame")),
+        ("latency us", opt("latency_us", lambda v: f"{v:.1f}")),
+        ("bit-exact", opt("bit_exact", kit.yes_no)),
+        ("float BER@12", lambda r: f"{r['float_ber_at_12db']:.2e}"),
+        ("BER@12 (int)", lambda r: f"{r['ber_at_12db']:.2e}"),
+        ("BER ratio", opt("ber_ratio", lambda v: f"{v:.2f}")),
+    ]
