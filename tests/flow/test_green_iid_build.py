@@ -41,8 +41,8 @@ def test_pruned_detnet_iid_l2_builds_bit_exact(verilator, tmp_path, capsys):
         if n.op_type.startswith("MVAU")
     }
     h1, h2, vd = *row["hidden_widths"], row["v_dim"]
-    # layer 1: fc 20 -> h1, fc_v h1 -> v; layer 2: fc 3K + v -> h2, fc_r h2 -> 2K
-    assert {(20, h1), (h1, vd), (60 + vd, h2), (h2, 40)} <= shapes
+    # layer 1: fc 20 -> h1, fc_v h1 -> v; layer 2: fc 3K + v -> h2, fc_r h2 -> K
+    assert {(20, h1), (h1, vd), (60 + vd, h2), (h2, 20)} <= shapes
 
 
 def _attr(node, name: str):
