@@ -75,6 +75,31 @@ def load_fullycon(path: Path, bits: Bits | None) -> tuple[torch.nn.Module, dict]
     return model, meta
 
 
+#: The settings that decide a checkpoint's weights (a float model's: the first six).
+TRAINING_SETTINGS = (
+    "float_steps",
+    "float_lr",
+    "batch_size",
+    "train_snr_db_min",
+    "train_snr_db_max",
+    "seed",
+    "qat_steps",
+    "qat_lr",
+)
+
+
+def trained_otherwise(cfg: QuantConfig, meta: dict) -> dict[str, tuple]:
+    """The training settings in which a checkpoint (its recorded config in ``meta``) differs
+    from ``cfg``, as ``{name: (recorded, asked)}``; empty when none is recorded."""
+    recorded = meta.get("qphy_config") or meta.get("train_config") or {}
+    names = TRAINING_SETTINGS if cfg.bits is not None else TRAINING_SETTINGS[:6]
+    return {
+        name: (recorded[name], getattr(cfg, name))
+        for name in names
+        if name in recorded and recorded[name] != getattr(cfg, name)
+    }
+
+
 def _arch(cfg: QuantConfig) -> _Arch:
     if cfg.arch == "detnet" and cfg.channel == "iid":
         from models.detector import detnet_iid  # noqa: PLC0415
@@ -106,6 +131,15 @@ def load_or_train(
     def load(path: Path) -> torch.nn.Module:
         model = arch.load(cfg, path)
         log.info("loaded %s", path)
+        differ = trained_otherwise(cfg, checkpoint.read(path, "qphy train detector")["meta"])
+        if differ:
+            settings = ", ".join(f"{k}={old} (asked {new})" for k, (old, new) in differ.items())
+            log.warning(
+                "%s was trained with %s; it is used as it is: `qphy train` (same options) "
+                "retrains it, or give another --checkpoint-dir",
+                path,
+                settings,
+            )
         return model
 
     def train(path: Path) -> torch.nn.Module:

@@ -55,3 +55,18 @@ def test_shipped_w4a4_beats_mmse_and_exports_exactly(tmp_path):
     assert rep["saturating_vectors"] == 500
     golden = np.load(tmp_path / "exp" / "golden_out.npy")
     assert golden.shape == (1000, 20)
+
+
+def test_loading_a_checkpoint_trained_otherwise_warns(caplog):
+    # The shipped checkpoint was trained with the defaults: loading it says nothing.
+    cfg = QuantConfig(bits=Bits(4, 4))
+    with caplog.at_level("WARNING", logger="models.detector.jobs"):
+        load_or_train(cfg)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    # Asking for other training settings loads the same file but names what differs.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="models.detector.jobs"):
+        load_or_train(QuantConfig(bits=Bits(4, 4), qat_steps=800, seed=2))
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "qat_steps=8000 (asked 800)" in warning and "seed=0 (asked 2)" in warning
+    assert "fullycon_w4a4_fixed" in warning
