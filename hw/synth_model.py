@@ -61,6 +61,13 @@ def _is_distributed(p: dict) -> bool:
     return p["ram_style"] == "distributed" or p["depth"] <= DISTRIBUTED_MAX_DEPTH
 
 
+def dsp_lanes(in_bits: int, w_bits: int) -> int:
+    """PEs one DSP48E2 of mvu.sv computes: 4 at up to 4-bit operands, 3 at up to 8 (Yosys's
+    counts on the calibration builds: PE 10 x SIMD 3 at 8-bit inputs is 12 DSPs), else 1."""
+    wide = max(in_bits, w_bits)
+    return 4 if wide <= 4 else 3 if wide <= 8 else 1
+
+
 def fifo_style(width: int, depth: int) -> str:
     """fifo.sv's RAM_STYLE_EFF for RAM_STYLE "auto" (FINN's StreamingFIFO_rtl): a shift
     register up to 33 deep (64 when narrower than 12 bits), LUT-RAM up to 257, block RAM up
@@ -79,7 +86,7 @@ def features(kind: str, p: dict) -> dict[str, float]:
         return {
             "one": 1.0,
             "pe_simd": pe * simd,
-            "dsp_slices": math.ceil(pe / 4) * simd,
+            "dsp_slices": math.ceil(pe / dsp_lanes(p["in_bits"], p["w_bits"])) * simd,
             "out_bits": pe * p["acc_bits"],
             "in_bits": simd * p["in_bits"],
         }
