@@ -2,7 +2,8 @@
 
     python benchmarks/synth_calibration.py build --export EXPORT --out DIR NAME PART \
         [--target-cycles N] [--preference resources|latency] [--optimize latency] [--jobs J]
-    python benchmarks/synth_calibration.py collect --out hw/synth_calibration.json DIR/NAME ...
+    python benchmarks/synth_calibration.py collect --out hw/synth_calibration.json DIR/NAME ... \
+        [--held-out BUILD ...]
     python -m hw.synth_model fit           # refit hw/synth_model_coeffs.json from the data
 
 ``build``: the FINN build of an export (``qphy export detector --out EXPORT``) with one folding,
@@ -50,13 +51,14 @@ def cmd_collect(a: argparse.Namespace) -> int:
     from hw.synth_model import collect_build
 
     rows = []
-    for d in a.builds:
+    for d in a.builds + a.held_out:
         rows += collect_build(Path(d), Path(d).name)
     data = {
         "what": "Yosys per-layer counts (qphy synth --tool yosys --per-layer, plain ABC, "
         "synth_xilinx -family xcup) of FINN units of qphy builds, with the unit parameters "
         "hw/synth_model.py's features are computed from",
         "refit": "python -m hw.synth_model fit",
+        "held_out_builds": [Path(d).name for d in a.held_out],
         "rows": rows,
     }
     Path(a.out).write_text(json.dumps(data, indent=1) + "\n")
@@ -82,6 +84,9 @@ def main(argv=None) -> int:
     c = sub.add_parser("collect")
     c.add_argument("--out", required=True)
     c.add_argument("builds", nargs="+")
+    c.add_argument(
+        "--held-out", nargs="*", default=[], help="synthesized builds that check the fit only"
+    )
     c.set_defaults(func=cmd_collect)
     a = p.parse_args(argv)
     return a.func(a)

@@ -128,6 +128,7 @@ def features(kind: str, p: dict) -> dict[str, float]:
             "one": 1.0,
             "width": w,
             "shift_bits": w * max(d, 5) if style == "shift" else 0.0,
+            "shift_mux_bits": w * max(d - 5, 0) if style == "shift" else 0.0,
             "lutram_bits": w * math.ceil(d / 32) if style == "distributed" else 0.0,
             "ram_width": w if style != "shift" else 0.0,
             "bram_tiles": math.ceil(w / 36) * math.ceil(d / 512) if style == "block" else 0.0,
@@ -368,9 +369,37 @@ def design_totals(rows: list[dict], coeffs: dict | None = None) -> dict[str, dic
     return out
 
 
-def load_rows(path: Path = DATA_FILE, exclude_builds: tuple[str, ...] = ()) -> list[dict]:
-    rows = json.loads(Path(path).read_text())["rows"]
-    return [r for r in rows if r["build"] not in exclude_builds]
+def load_rows(
+    path: Path = DATA_FILE, exclude_builds: tuple[str, ...] = (), held_out: bool = False
+) -> list[dict]:
+    """The calibration rows (``held_out``: the held-out designs' rows instead; the data's
+    ``held_out_builds`` are never fitted, they check the fit)."""
+    data = json.loads(Path(path).read_text())
+    held = set(data.get("held_out_builds", []))
+    return [
+        r
+        for r in data["rows"]
+        if r["build"] not in exclude_builds and ((r["build"] in held) == held_out)
+    ]
+
+
+def held_out_errors(path: Path = DATA_FILE, coeffs: dict | None = None) -> dict:
+    """{held-out build: {resource: {measured, predicted, error_pct}}} (design totals)."""
+    rows = load_rows(path, held_out=True)
+    out = {}
+    for build in sorted({r["build"] for r in rows}):
+        tot = design_totals([r for r in rows if r["build"] == build], coeffs)
+        out[build] = {
+            res: {
+                "measured": round(v["measured"]),
+                "predicted": round(v["predicted"]),
+                "error_pct": round(100 * (v["predicted"] - v["measured"]) / v["measured"], 1)
+                if v["measured"]
+                else None,
+            }
+            for res, v in tot.items()
+        }
+    return out
 
 
 def check_build(build_dir: Path, coeffs: dict | None = None) -> dict:
@@ -395,13 +424,14 @@ def check_build(build_dir: Path, coeffs: dict | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``fit [--exclude BUILD ...]``: refit the shipped coefficients from the shipped data;
-    ``check BUILD_DIR [--exclude BUILD ...]``: the model (refitted without the excluded
-    calibration builds) against a synthesized build."""
+    """``fit [--exclude BUILD ...]``: refit the shipped coefficients from the shipped data
+    (its held-out designs left out); ``heldout``: the model on each held-out design of the
+    data (totals, measured vs predicted); ``check BUILD_DIR [--exclude BUILD ...]``: the model
+    (refitted without the excluded calibration builds) against a synthesized build."""
     import argparse  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="python -m hw.synth_model")
-    p.add_argument("cmd", choices=["fit", "check"])
+    p.add_argument("cmd", choices=["fit", "check", "heldout"])
     p.add_argument("build", nargs="?")
     p.add_argument("--exclude", nargs="*", default=[])
     p.add_argument("--data", type=Path, default=DATA_FILE)
@@ -418,11 +448,15 @@ def main(argv: list[str] | None = None) -> int:
             "rows": len(rows),
             "coefficients": coeffs,
             "fit": fit_summary(rows, coeffs),
+            "held_out": held_out_errors(a.data, coeffs),
         }
         a.out.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"fitted {len(rows)} rows of {len(builds)} builds -> {a.out}")
         return 0
-    if a.build is None:
+    if a.cmd == "heldout":
+        print(json.dumps(held_out_errors(a.data, coeffs), indent=1))
+        return 0
+    if a.cmd == "check" and a.build is None:
         p.error("check needs a build directory")
     print(json.dumps(check_build(Path(a.build), coeffs), indent=1))
     return 0

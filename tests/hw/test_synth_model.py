@@ -44,13 +44,15 @@ def test_the_fit_is_exact_where_the_hardware_is_exact():
         assert abs(pred["DSP"] - row["counts"]["DSP"]) <= 1.0, row["unit"]
 
 
-def _held_out_builds():
-    held = sorted({r["build"] for r in DATA["rows"]} - set(SHIPPED["builds"]))
-    assert held, "the calibration data holds no design left out of the fit"
-    return held
+#: Designs in the data that the shipped fit did not see.
+HELD_OUT = sorted({r["build"] for r in DATA["rows"]} - set(SHIPPED["builds"]))
 
 
-@pytest.mark.parametrize("build", _held_out_builds())
+def test_the_data_holds_a_design_left_out_of_the_fit():
+    assert HELD_OUT, "the calibration data holds no design left out of the fit"
+
+
+@pytest.mark.parametrize("build", HELD_OUT)
 def test_a_held_out_design_is_predicted_within_the_bound(build):
     """Designs in the data but not in the fit (their units never seen by NNLS): the model's
     LUT and FF totals are within DESIGN_BOUND of Yosys's, DSP within 2 %."""
@@ -62,15 +64,19 @@ def test_a_held_out_design_is_predicted_within_the_bound(build):
 
 
 def test_leaving_a_calibration_build_out_still_predicts_it():
-    """Refit without one calibration build; its units are then held out."""
-    left = SHIPPED["builds"][0]
+    """Refit without the PE-4 calibration build (its foldings lie between the other two's);
+    its units are then held out: LUT and FF within DESIGN_BOUND (measured: +3.2 %, +0.8 %).
+    (Left out, the PE-200 build is an extrapolation the others do not cover: -13 % LUT,
+    -16 % FF; that is why it is in the fit.)"""
+    left = "c100_3eg"
+    assert left in SHIPPED["builds"]
     coeffs = sm.fit(
         [r for r in DATA["rows"] if r["build"] in SHIPPED["builds"] and r["build"] != left]
     )
     tot = sm.design_totals([r for r in DATA["rows"] if r["build"] == left], coeffs)
     for res in ("LUT", "FF"):
         meas, pred = tot[res]["measured"], tot[res]["predicted"]
-        assert abs(pred - meas) <= 0.25 * meas, (left, res, meas, pred)
+        assert abs(pred - meas) <= DESIGN_BOUND * meas, (left, res, meas, pred)
 
 
 def test_features_follow_the_rtl_memory_choices():
