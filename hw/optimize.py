@@ -26,13 +26,15 @@ the MVAU's PE so no width converter sits between them):
   differs from the next layer's input width.
 
 Search: per layer, the (PE, SIMD) candidates that no other candidate beats on the mode's metric
-and every resource; then a dynamic programme over layers whose states are the resource totals
-(bucketed at 0.5 % of each budget, dominated states dropped, the previous layer's output width
-kept so the converter between two layers is counted exactly); a state over the budget of any
-resource is dropped, so every state at the end fits. ``latency`` takes the least modelled
-end-to-end latency, ``throughput`` the least initiation interval, ``resources`` the fewest DSPs
-(then LUTs) whose slowest layer meets ``target_cycles``. The frontier: per DSP total, the best
-point, kept where it improves on every cheaper one.
+and every resource; then a dynamic programme over layers whose states carry the exact modelled
+totals: a state over the budget of any resource is dropped, so every state at the end fits; of
+the others the best by the objective is kept per output width (so the width converter and FIFO
+between two layers are costed exactly) and per bucket (:data:`BUCKET`) of the weighted resource
+use ``sum(w * used / budget)``. Two passes: every resource weighted alike, then the first
+pick's binding resources weighted up; the better pick wins. ``latency`` takes the least
+modelled end-to-end latency, ``throughput`` the least initiation interval, ``resources`` the
+fewest DSPs (then LUTs) whose slowest layer meets ``target_cycles``. The frontier: per DSP
+total, the best point, kept where it improves on every cheaper one.
 """
 
 from __future__ import annotations
