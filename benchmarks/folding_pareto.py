@@ -1,10 +1,10 @@
 """Benchmark: the folding search's latency-vs-DSP frontier across Zynq UltraScale+ parts.
 
 Not a test, and not a verified result: the frontier is the search's own models (FINN's cycles
-plus pipeline depths, FINN's resource estimates); the chosen points are what ``qphy build
---optimize latency --fpga-part PART`` then verifies in RTL. Writes ``pareto.json`` and
-``pareto.png`` (latency cycles vs DSPs, one curve per part, the chosen point marked) under
---out.
+plus pipeline depths, the calibrated Yosys resource model of hw/synth_model.py); the chosen
+points are what ``qphy build --optimize latency --fpga-part PART`` then verifies in RTL.
+Writes ``pareto.json`` and ``pareto.png`` (latency cycles vs DSPs, one curve per part, the
+chosen point marked) under --out.
 
     .venv/bin/python benchmarks/folding_pareto.py --model \\
         build/fullycon/hw/intermediate/09_specialize_layers.onnx --out /tmp/qphy_pareto
@@ -59,7 +59,8 @@ def main() -> int:
             f"{part}: model latency {res.model_latency_cycles} cycles = "
             f"{res.model_latency_cycles / args.clock_mhz:.2f} us, "
             f"{res.model_cycles_per_frame} cycles/frame, DSP {res.model_resources['DSP']:.0f}, "
-            f"LUT (est.) {res.model_resources['LUT']:.0f}"
+            f"LUT {res.model_resources['LUT']:.0f}, FF {res.model_resources['FF']:.0f} "
+            "(synth model)"
         )
     (args.out / "pareto.json").write_text(json.dumps(results, indent=1))
     try:

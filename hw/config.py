@@ -72,6 +72,8 @@ class HwBuildConfig:
         fifo_sizing: How the inter-layer FIFO depths are chosen.
         optimize: Search the folding (hw.optimize) for this goal instead of folding to
             ``target_cycles`` layer by layer; None: the target-driven folding.
+        optimize_margin: Share of each resource of the part the search may use (by the
+            calibrated synth model, hw.synth_model).
         preset: Which list of steps to run.
         start_step: Resume from this step (its predecessor's intermediate model is loaded).
         stop_step: Stop after this step.
@@ -85,6 +87,7 @@ class HwBuildConfig:
     folding_preference: FoldingPreference = FoldingPreference.RESOURCES
     fifo_sizing: FifoSizing = FifoSizing.FRAME
     optimize: Optimize | None = None
+    optimize_margin: float = 0.85
     preset: Preset = Preset.RTL
     start_step: str | None = None
     stop_step: str | None = None
@@ -95,6 +98,8 @@ class HwBuildConfig:
             raise ConfigError(f"fpga_part '{self.fpga_part}' is not a Xilinx part name")
         if not self.clock_mhz > 0:
             raise ConfigError(f"clock_mhz must be > 0, got {self.clock_mhz}")
+        if not 0 < float(self.optimize_margin) <= 1:
+            raise ConfigError(f"optimize_margin must be in (0, 1], got {self.optimize_margin}")
         if int(self.target_cycles) < 1:
             raise ConfigError(f"target_cycles must be >= 1, got {self.target_cycles}")
         if self.target_latency_cycles is not None and int(self.target_latency_cycles) < 1:
@@ -123,7 +128,7 @@ def load_hw_config(values: Mapping[str, Any]) -> HwBuildConfig:
                 value = Preset(value)
             elif key == "build_dir" and value is not None:
                 value = Path(value)
-            elif key == "clock_mhz":
+            elif key in ("clock_mhz", "optimize_margin"):
                 value = float(value)
             elif key in ("target_cycles", "target_latency_cycles") and value is not None:
                 value = int(value)

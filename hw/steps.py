@@ -354,7 +354,14 @@ def step_apply_folding(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:
     if cfg.optimize is not None:  # the search overrides the target-driven folding
         from hw.optimize import search
 
-        model, result = search(model, cfg.fpga_part, cfg.optimize, cfg.target_cycles)
+        model, result = search(
+            model,
+            cfg.fpga_part,
+            cfg.optimize,
+            cfg.target_cycles,
+            margin=cfg.optimize_margin,
+            fifo_sizing=cfg.fifo_sizing,
+        )
         model.set_metadata_prop("qphy_folding_search", json.dumps(result.to_json()))
     return fold_graph_layers(model, used)
 

@@ -133,6 +133,7 @@ def _hw_sim_configs(args: argparse.Namespace, dflt: HwDefaults):
         folding_preference=FoldingPreference(pick("folding_preference")),
         fifo_sizing=FifoSizing(pick("fifo_sizing")),
         optimize=Optimize(args.optimize) if args.optimize else None,
+        optimize_margin=getattr(args, "optimize_margin", 0.85),
     )
     n = args.vectors if args.vectors is not None else dflt.vectors
     sim = SimConfig(
@@ -430,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         choices=[o.value for o in Optimize],
         help="search the folding for this goal within the part (hw/optimize.py)",
+    )
+    sp.add_argument(
+        "--optimize-margin",
+        type=float,
+        default=0.85,
+        help="--optimize: share of each resource of the part the search may use (default 0.85)",
     )
     sp.add_argument("--synth", action="store_true", help="Yosys synthesis after a passing verdict")
     sp.add_argument(

@@ -27,6 +27,8 @@ DATA = (
     "sim/harness/qphy_harness.cpp",
     "sim/verilator-wrapper.sh",
     "quant/checkpoints/fullycon_w4a4_fixed.pt",
+    "hw/synth_model_coeffs.json",
+    "hw/synth_calibration.json",
     "models/detector/target.py",
     "models/csi/target.py",
     "experiments/studies/fullycon_pruning.py",

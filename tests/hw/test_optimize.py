@@ -78,12 +78,45 @@ def test_resources_mode_meets_the_target_with_fewest_dsps(specialized):
 
 
 def test_candidates_are_pareto(specialized):
+    """No kept candidate is beaten by another on latency and every modelled resource."""
     model = ModelWrapper(str(specialized))
     node = next(n for n in model.graph.node if n.op_type.startswith("MVAU"))
-    cands = layer_candidates(model, node, None, ZU3, lambda c: (c.latency, c.res["LUT"]))
-    dsp = [c.res["DSP"] for c in cands]
-    lat = [c.latency for c in cands]
-    assert dsp == sorted(dsp) and lat == sorted(lat, reverse=True)
+    cands = layer_candidates(model, node, None, ZU3, lambda c: (c.latency,))
+    assert len(cands) > 1
+    keys = ("LUT", "FF", "BRAM_18K", "URAM", "DSP")
+    for a in cands:
+        for b in cands:
+            if a is not b:
+                assert not (b.latency <= a.latency and all(b.res[k] <= a.res[k] for k in keys)), (
+                    a,
+                    b,
+                )
+
+
+def test_the_search_budgets_every_resource_by_the_synth_model(specialized):
+    """The chosen point fits every resource by the synth model; a margin the fastest folding
+    exceeds in flip-flops (not DSPs) makes the search slower, never over the budget."""
+    _, free = search(ModelWrapper(str(specialized)), ZU7, Optimize.LATENCY, 64)
+    used = free.model_resources
+    assert set(used) == {"LUT", "FF", "BRAM_18K", "URAM", "DSP"} and used["FF"] > 0
+    # a budget just under the unconstrained pick's FFs (its DSPs stay affordable)
+    ff_share = used["FF"] / 460000 * 0.9
+    dsp_share = used["DSP"] / 1728
+    assert ff_share < 0.85 and dsp_share < ff_share  # FF is what binds below
+    _, tight = search(ModelWrapper(str(specialized)), ZU7, Optimize.LATENCY, 64, margin=ff_share)
+    assert tight.model_resources["FF"] <= ff_share * 460000
+    assert all(tight.model_resources[k] <= tight.budget[k] for k in tight.budget)
+    assert tight.model_latency_cycles > free.model_latency_cycles
+    assert tight.model_utilisation["FF"] == pytest.approx(
+        tight.model_resources["FF"] / 460000, abs=1e-4
+    )
+
+
+def test_a_bad_margin_is_a_config_error(specialized):
+    with pytest.raises(ConfigError, match="margin"):
+        search(ModelWrapper(str(specialized)), ZU3, Optimize.LATENCY, 64, margin=1.5)
+    with pytest.raises(ConfigError, match="optimize_margin"):
+        HwBuildConfig(optimize_margin=0.0)
 
 
 def test_no_fit_is_a_config_error(specialized):
@@ -107,6 +140,21 @@ def test_cli_flags_reach_the_hw_config():
     )
     hw, _ = _hw_sim_configs(args, HwDefaults())
     assert hw.optimize is Optimize.THROUGHPUT and args.synth is True
+    assert hw.optimize_margin == 0.85
+    m = build_parser().parse_args(
+        [
+            "build",
+            "onnx",
+            "m.onnx",
+            "--out",
+            "o",
+            "--optimize",
+            "latency",
+            "--optimize-margin",
+            "0.7",
+        ]
+    )
+    assert _hw_sim_configs(m, HwDefaults())[0].optimize_margin == 0.7
     plain = build_parser().parse_args(["build", "onnx", "m.onnx", "--out", "o"])
     assert _hw_sim_configs(plain, HwDefaults())[0].optimize is None and plain.synth is False
     with pytest.raises(ConfigError, match="invalid choice"):
