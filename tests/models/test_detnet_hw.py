@@ -90,3 +90,17 @@ def test_mlp_is_plain_linear_relu_chain():
     mlp = MLP([(3, 5), (5, 2)])
     kinds = [type(m).__name__ for m in mlp.net]
     assert kinds == ["Linear", "ReLU", "Linear"]
+
+
+def test_detector_target_defaults_per_channel():
+    from qphy import targets
+
+    det = targets.get("detector")
+    w4a4 = parse_bits("w4a4")
+    fixed = det.config(w4a4, arch="detnet")
+    iid = det.config(w4a4, arch="detnet", channel="iid")
+    assert (fixed.float_steps, fixed.qat_steps, fixed.batch_size) == (6000, 3000, 500)
+    # The varying channel's measured recipe; what the user gives still wins.
+    assert (iid.float_steps, iid.qat_steps, iid.batch_size) == (3000, 800, 500)
+    assert det.config(w4a4, arch="detnet", channel="iid", qat_steps=40).qat_steps == 40
+    assert det.config(w4a4).qat_steps == QuantConfig().qat_steps  # FullyCon untouched
