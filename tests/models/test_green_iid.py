@@ -157,6 +157,29 @@ def test_pruned_model_is_physically_smaller_and_computes_the_zeroed_function():
         QuantDetNetIID(recipe, SHAPE, hidden=(8, 8))
 
 
+def test_qat_with_frozen_mixes_trains_everything_else():
+    recipe = Recipe(parse_bits("w4a4"))
+    model = green_iid.to_quant(_det(), recipe)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    cfg = QuantConfig(bits=parse_bits("w4a4"), arch="detnet", channel="iid", batch_size=32)
+    green_iid.qat(model, cfg, 3, 1e-3, seed=0, freeze_mix=True)
+    after = model.state_dict()
+    mix = [k for k in before if k.split(".")[2:3] in (["mix_x"], ["mix_p"], ["mix_v"])]
+    mix = [k for k in mix if k.endswith((".weight", ".bias"))]
+    # layers 1..3: mix_x + mix_p, mix_x + mix_p + mix_v, mix_x: weight and bias each
+    assert len(mix) == 2 * (2 + 3 + 1)
+    assert all(torch.equal(after[k], before[k]) for k in mix)
+    trained = [k for k in before if k.endswith(("fc.weight", "fc_r.weight", "fc_v.bias"))]
+    assert trained and all(not torch.equal(after[k], before[k]) for k in trained)
+    assert all(
+        p.requires_grad == (n.split(".")[2] not in green_iid.MIX_LAYERS)
+        for n, p in model.named_parameters()
+        if n.startswith("layers.")
+    )
+    with pytest.raises(ConfigError, match="needs a QuantDetNetIID"):
+        green_iid.freeze_mixes(_det())
+
+
 def test_truncated_detnet_is_the_first_layers():
     det = _det()
     small = green_iid.truncate(det, 2)
