@@ -25,7 +25,7 @@ and, with ``build = true``, a build through :func:`qphy.flow.build_and_verify` (
 Verilator verdict, ``vectors`` under backpressure, folding target ``target_cycles``): FINN's
 estimated LUT/DSP/BRAM, cycles per frame and latency. Builds go to ``out_dir/builds/<key>``.
 With ``dense_report`` (an earlier dense build's ``report.json``) the dense row is not built:
-its hardware figures are that report's.
+its hardware figures are that report's; ``build_only`` limits the builds to the rows named.
 
 The defaults are the measured recipe of docs/detnet-iid.md ("Green DetNet on the i.i.d.
 channel"): ``dense`` and ``ri`` (6 layers, v 40 -> 12, no hidden units pruned), QAT 800 steps
@@ -105,6 +105,7 @@ class GreenIIDSettings:
     snr_db: tuple[float, ...] = (12.0,)
     eval_vectors: int = 5000
     build: bool = False
+    build_only: tuple[str, ...] = ()
     dense_report: str = ""
     target_cycles: int = 1000
     vectors: int = 300
@@ -258,13 +259,20 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
     from quant.recipes import Recipe  # noqa: PLC0415
 
     s = kit.settings(GreenIIDSettings, GRIDS, grid, overrides)
-    unknown = sorted(set(s.variants) - set(VARIANTS))
+    unknown = sorted((set(s.variants) | set(s.build_only)) - set(VARIANTS))
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
     torch.set_num_threads(1)
     console = Console()
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()}
     start = {}
+
+    def built(kind: str) -> bool:
+        """Whether ``kind``'s row is built: ``build``, among ``build_only`` (empty: every
+        row), and not the dense row when ``dense_report`` gives its hardware."""
+        if kind == "dense" and s.dense_report:
+            return False
+        return s.build and (not s.build_only or kind in s.build_only)
 
     def point(kind: str):
         def compute() -> dict:
@@ -288,7 +296,7 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
                 "bits": -(-cfg.eval_bits_per_snr // det.shape.k_tx) * det.shape.k_tx,
                 "qat_loss": fit.mean_recent_loss,
             }
-            if s.build and not (kind == "dense" and s.dense_report):
+            if built(kind):
                 variant = f"detnet_iid_green_{kind}"
                 row.update(build(cfg, model, out_dir / "builds" / kind, variant, s))
             return row
@@ -297,8 +305,9 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
 
     # a row's cache key holds only what it depends on: adding a variant or retuning the
     # penalties leaves the dense row (and its build) cached
-    common = {k: v for k, v in settings.items() if k not in GREEN_ONLY | {"dense_report"}}
-    common["build"] = s.build and not s.dense_report  # with a report the dense row is not built
+    skip = GREEN_ONLY | {"dense_report", "build_only"}  # the dense row's build: built("dense")
+    common = {k: v for k, v in settings.items() if k not in skip}
+    common["build"] = built("dense")
     row = {k: v for k, v in settings.items() if k not in ("variants", "dense_report")}
     pruned = {k: v for k, v in row.items() if k not in RI_ONLY}
 

@@ -50,6 +50,8 @@ def test_rerun_reuses_every_row_and_a_changed_ri_setting_only_the_ri_row(small):
 def test_bad_settings_are_named(tmp_path):
     with pytest.raises(ConfigError, match="unknown variant"):
         run_experiment("green-detnet-iid", tmp_path, "small", {"variants": ["dense", "tiny"]})
+    with pytest.raises(ConfigError, match="unknown variant"):
+        run_experiment("green-detnet-iid", tmp_path, "small", {"build_only": ["r-i"]})
     with pytest.raises(ConfigError, match="not a build report"):
         run_experiment(
             "green-detnet-iid",
