@@ -67,6 +67,8 @@ GREEN_ONLY = {
     "ri_prune_fraction",
     "ri_finetune_steps",
     "ri_finetune_lr",
+    "ri_mix",
+    "ri_kd",
 }
 #: Settings only the R-I rows depend on.
 RI_ONLY = {k for k in GREEN_ONLY if k.startswith("ri_")}
@@ -98,9 +100,12 @@ class GreenIIDSettings:
     ri_prune_fraction: float = 0.0
     ri_finetune_steps: int = 1000
     ri_finetune_lr: float = 5e-4
+    ri_mix: float = 0.1
+    ri_kd: float = 0.0
     qat_steps: int = 800
     qat_lr: float = 1e-4
     freeze_mix: bool = True
+    fit_mix_bias: bool = True
     batch: int = 500
     snr_db: tuple[float, ...] = (12.0,)
     eval_vectors: int = 5000
@@ -168,21 +173,24 @@ def _float(s: GreenIIDSettings):
     return train_detnet(cfg, steps=s.float_steps, description="float DetNet")[0]
 
 
-def _variant(s: GreenIIDSettings, det, kind: str):
+def _variant(s: GreenIIDSettings, det, kind: str, teacher=None):
     """``(float model, unit keep-masks or None, v keep-mask or None)`` of a row (the float
-    model trained in place)."""
+    model trained in place; ``teacher``: the dense float model, for ``ri_kd``)."""
     from models.detector import green_iid  # noqa: PLC0415
     from models.detector.detnet_train import DetNetTrainConfig, train_detnet  # noqa: PLC0415
 
     ri = kind.startswith("ri")
     if ri:
         det = green_iid.truncate(det, s.ri_layers)
+        if s.ri_mix != det.shape.mix:
+            det = green_iid.remix(det, s.ri_mix)
     lr = s.ri_finetune_lr if ri else s.finetune_lr
     cfg = DetNetTrainConfig(shape=det.shape, batch=s.batch, lr=lr, seed=s.seed + 11)
     if kind == "dense":
         return det, None, None
+    ri_ft = {"teacher": teacher, "kd": s.ri_kd, "description": kind}
     if kind == "ri-dense":
-        train_detnet(cfg, det, steps=s.ri_finetune_steps, seed=s.seed + 12, description=kind)
+        green_iid.finetune(det, cfg, s.ri_finetune_steps, s.seed + 11, **ri_ft)
         return det, None, None
     gl, l1 = (s.gl, 0.0) if kind == "gl" else (s.sgl_gl, s.sgl_l1)
     prox = lr if s.prox else 0.0
@@ -195,9 +203,12 @@ def _variant(s: GreenIIDSettings, det, kind: str):
     v_keep = None
     if s.v_groups:
         v_keep = green_iid.v_mask(det, s.beta, s.multiple_of, s.v_prune_fraction)
-    cb = [green_iid.ZeroUnits(keep, v_keep)]
-    steps = s.ri_finetune_steps if ri else s.prune_steps
-    train_detnet(cfg, det, callbacks=cb, steps=steps, seed=s.seed + 12, description=kind)
+    cb = (green_iid.ZeroUnits(keep, v_keep),)
+    if ri:
+        green_iid.finetune(det, cfg, s.ri_finetune_steps, s.seed + 11, callbacks=cb, **ri_ft)
+    else:
+        steps = s.prune_steps
+        train_detnet(cfg, det, callbacks=cb, steps=steps, seed=s.seed + 12, description=kind)
     return det, keep, v_keep
 
 
@@ -278,9 +289,11 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
         def compute() -> dict:
             if "det" not in start:
                 start["det"] = _float(s)
-            det, keep, v_keep = _variant(s, copy.deepcopy(start["det"]), kind)
+            det, keep, v_keep = _variant(s, copy.deepcopy(start["det"]), kind, start["det"])
             cfg = _cfg(s, det.shape.n_layers)
             model = green_iid.to_quant(det, Recipe(cfg.bits), keep, v_keep)
+            if s.fit_mix_bias:
+                green_iid.symmetric_mix_bias(model, det.shape.mix)
             fit = green_iid.qat(
                 model, cfg, s.qat_steps, s.qat_lr, s.seed + 13, freeze_mix=s.freeze_mix
             )
@@ -288,6 +301,7 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
             q_ber, q_err = ber(cfg, model)
             row = {
                 "layers": det.shape.n_layers,
+                "mix": det.shape.mix,
                 "hidden_widths": list(model.hidden),
                 "v_dim": model.v_dim,
                 "float_ber": float_ber,
