@@ -5,6 +5,8 @@ Every row starts from one float i.i.d. DetNet (``float_checkpoint``, as ``qphy t
 --arch detnet --channel iid`` writes it; empty: trained here for ``float_steps``):
 
 * ``dense``: the float model as it is.
+* ``dense-ft``: the dense control of ``ri``'s float training: all layers, mix set to
+  ``ri_mix``, fine-tuned ``ri_finetune_steps`` at ``ri_finetune_lr`` (no teacher).
 * ``gl`` / ``sgl``: ``penalty_steps`` fine-tuning steps with the hidden-unit group lasso
   (:class:`models.detector.green_iid.HiddenUnitLasso`, ``gl``; SGL: ``sgl_gl`` and
   ``sgl_l1``; with ``prox`` as its proximal step after every Adam step, scaled by
@@ -46,7 +48,7 @@ from experiments import kit
 from experiments.registry import experiment
 
 NAME = "green-detnet-iid"
-VARIANTS = ("dense", "gl", "sgl", "ri", "ri-dense")
+VARIANTS = ("dense", "dense-ft", "gl", "sgl", "ri", "ri-dense")
 #: Settings only the compressed rows depend on.
 GREEN_ONLY = {
     "variants",
@@ -82,7 +84,7 @@ class GreenIIDSettings:
     layers: int = 10
     float_steps: int = 3000
     bits: str = "w4a4"
-    variants: tuple[str, ...] = ("dense", "ri")
+    variants: tuple[str, ...] = ("dense", "dense-ft", "ri")
     penalty_steps: int = 800
     prune_steps: int = 600
     finetune_lr: float = 2e-4
@@ -98,10 +100,10 @@ class GreenIIDSettings:
     ri_layers: int = 6
     ri_penalty_steps: int = 0
     ri_prune_fraction: float = 0.0
-    ri_finetune_steps: int = 1000
+    ri_finetune_steps: int = 1500
     ri_finetune_lr: float = 5e-4
-    ri_mix: float = 0.1
-    ri_kd: float = 0.0
+    ri_mix: float = 0.25
+    ri_kd: float = 1.0
     qat_steps: int = 800
     qat_lr: float = 1e-4
     freeze_mix: bool = True
@@ -182,13 +184,16 @@ def _variant(s: GreenIIDSettings, det, kind: str, teacher=None):
     ri = kind.startswith("ri")
     if ri:
         det = green_iid.truncate(det, s.ri_layers)
-        if s.ri_mix != det.shape.mix:
-            det = green_iid.remix(det, s.ri_mix)
-    lr = s.ri_finetune_lr if ri else s.finetune_lr
+    if (ri or kind == "dense-ft") and s.ri_mix != det.shape.mix:
+        det = green_iid.remix(det, s.ri_mix)
+    lr = s.ri_finetune_lr if ri or kind == "dense-ft" else s.finetune_lr
     cfg = DetNetTrainConfig(shape=det.shape, batch=s.batch, lr=lr, seed=s.seed + 11)
     if kind == "dense":
         return det, None, None
     ri_ft = {"teacher": teacher, "kd": s.ri_kd, "description": kind}
+    if kind == "dense-ft":
+        green_iid.finetune(det, cfg, s.ri_finetune_steps, s.seed + 11, description=kind)
+        return det, None, None
     if kind == "ri-dense":
         green_iid.finetune(det, cfg, s.ri_finetune_steps, s.seed + 11, **ri_ft)
         return det, None, None
@@ -326,21 +331,27 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
     pruned = {k: v for k, v in row.items() if k not in RI_ONLY}
 
     def key(kind: str) -> dict:
-        return common if kind == "dense" else row if kind.startswith("ri") else pruned
+        if kind == "dense":
+            return common
+        return row if kind.startswith("ri") or kind == "dense-ft" else pruned
 
     points = [(kind, {**key(kind), "variant": kind}, point(kind)) for kind in s.variants]
     rows, computed = kit.run(NAME, out_dir, points, console)
     i12 = int(np.argmin([abs(x - 12.0) for x in s.snr_db]))
     dense = next((r for r in rows if r["key"] == "dense"), None)
+    dense_ft = next((r for r in rows if r["key"] == "dense-ft"), None)
     if dense is not None and "LUT" not in dense and s.dense_report:
         dense.update(_reference(Path(s.dense_report)))
     for r in rows:
         r["ber_at_12db"] = r["ber"][i12]
         r["float_ber_at_12db"] = r["float_ber"][i12]
+    for r in rows:
         if "LUT" in r:
             r["lut_dsp"] = r["LUT"] + r["DSP"]
         if dense is not None:
             r["ber_ratio"] = r["ber_at_12db"] / max(dense["ber_at_12db"], 1e-12)
+        if dense_ft is not None:
+            r["ber_ratio_dense_ft"] = r["ber_at_12db"] / max(dense_ft["ber_at_12db"], 1e-12)
         if dense is not None and "lut_dsp" in r and "lut_dsp" in dense:
             r["lut_dsp_reduction"] = 1.0 - r["lut_dsp"] / dense["lut_dsp"]
             r["target_met"] = r["lut_dsp_reduction"] >= 0.5 and r["ber_ratio"] <= 1.2
@@ -382,6 +393,7 @@ def _columns(s: GreenIIDSettings) -> list:
     return [
         ("variant", lambda r: r["key"]),
         ("layers", lambda r: str(r["layers"])),
+        ("mix", opt("mix")),
         ("hidden", lambda r: ",".join(str(h) for h in r["hidden_widths"])),
         ("v", lambda r: str(r["v_dim"])),
         ("LUT", opt("LUT")),
@@ -395,4 +407,5 @@ def _columns(s: GreenIIDSettings) -> list:
         ("BER@12 (int)", lambda r: f"{r['ber_at_12db']:.2e}"),
         ("errors/bits", lambda r: f"{r['errors'][i12]}/{r['bits']}" if "bits" in r else "-"),
         ("BER ratio", opt("ber_ratio", lambda v: f"{v:.2f}")),
+        ("vs dense-ft", opt("ber_ratio_dense_ft", lambda v: f"{v:.2f}")),
     ]

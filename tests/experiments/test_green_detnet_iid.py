@@ -59,3 +59,13 @@ def test_bad_settings_are_named(tmp_path):
             "small",
             {"variants": ["dense"], "dense_report": str(tmp_path / "missing.json")},
         )
+
+
+def test_dense_ft_is_the_full_depth_control_at_ri_mix(tmp_path):
+    summary = run_experiment(
+        "green-detnet-iid", tmp_path, "small", {"variants": ["dense", "dense-ft"]}
+    )
+    dense, ft = summary["rows"]
+    assert (dense["layers"], dense["mix"]) == (3, 0.1)
+    assert (ft["layers"], ft["mix"], ft["v_dim"]) == (3, 0.25, 40)
+    assert ft["ber_ratio_dense_ft"] == 1.0 and dense["ber_ratio"] == 1.0
