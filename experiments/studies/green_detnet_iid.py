@@ -19,6 +19,8 @@ Every row starts from one float i.i.d. DetNet (``float_checkpoint``, as ``qphy t
   pruned, then ``ri_finetune_steps`` float steps at ``ri_finetune_lr`` at that depth with them
   held at 0.
 * ``ri-dense``: the first ``ri_layers`` layers, fine-tuned the same way, not pruned.
+* ``ri_start``: the R-I rows start from (and distil from) the dense float model (``dense``)
+  or from the ``dense-ft`` row's fine-tuned one (``dense-ft``).
 
 Then each: the hardware form with the kept units only (per-layer hidden widths, v's width), QAT for
 ``qat_steps`` (same recipe for all; ``freeze_mix``: the 0.1/0.9 mix layers stay DetNet's), the
@@ -71,6 +73,7 @@ GREEN_ONLY = {
     "ri_finetune_lr",
     "ri_mix",
     "ri_kd",
+    "ri_start",
 }
 #: Settings only the R-I rows depend on.
 RI_ONLY = {k for k in GREEN_ONLY if k.startswith("ri_")}
@@ -104,6 +107,7 @@ class GreenIIDSettings:
     ri_finetune_lr: float = 5e-4
     ri_mix: float = 0.25
     ri_kd: float = 1.0
+    ri_start: str = "dense"
     qat_steps: int = 800
     qat_lr: float = 1e-4
     freeze_mix: bool = True
@@ -275,6 +279,8 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
     from quant.recipes import Recipe  # noqa: PLC0415
 
     s = kit.settings(GreenIIDSettings, GRIDS, grid, overrides)
+    if s.ri_start not in ("dense", "dense-ft"):
+        raise ConfigError(f"ri_start must be 'dense' or 'dense-ft', got {s.ri_start!r}")
     unknown = sorted((set(s.variants) | set(s.build_only)) - set(VARIANTS))
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
@@ -294,7 +300,10 @@ def run(out_dir: Path, grid: str, overrides: dict) -> dict:
         def compute() -> dict:
             if "det" not in start:
                 start["det"] = _float(s)
-            det, keep, v_keep = _variant(s, copy.deepcopy(start["det"]), kind, start["det"])
+            det0 = start["det"]
+            if kind.startswith("ri") and s.ri_start == "dense-ft":
+                det0 = _variant(s, copy.deepcopy(det0), "dense-ft")[0]
+            det, keep, v_keep = _variant(s, copy.deepcopy(det0), kind, det0)
             cfg = _cfg(s, det.shape.n_layers)
             model = green_iid.to_quant(det, Recipe(cfg.bits), keep, v_keep)
             if s.fit_mix_bias:

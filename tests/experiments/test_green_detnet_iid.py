@@ -52,6 +52,8 @@ def test_bad_settings_are_named(tmp_path):
         run_experiment("green-detnet-iid", tmp_path, "small", {"variants": ["dense", "tiny"]})
     with pytest.raises(ConfigError, match="unknown variant"):
         run_experiment("green-detnet-iid", tmp_path, "small", {"build_only": ["r-i"]})
+    with pytest.raises(ConfigError, match="ri_start"):
+        run_experiment("green-detnet-iid", tmp_path, "small", {"ri_start": "float"})
     with pytest.raises(ConfigError, match="not a build report"):
         run_experiment(
             "green-detnet-iid",
