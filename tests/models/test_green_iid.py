@@ -4,6 +4,8 @@ truncation of R-I-DetNet, and an exported pruned model with smaller MVAUs."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -155,6 +157,77 @@ def test_pruned_model_is_physically_smaller_and_computes_the_zeroed_function():
         green_iid.shrink(dense, [torch.zeros(SHAPE.hidden, dtype=torch.bool)] + keep[1:])
     with pytest.raises(ConfigError, match="hidden widths"):
         QuantDetNetIID(recipe, SHAPE, hidden=(8, 8))
+
+
+def test_qat_with_frozen_mixes_trains_everything_else():
+    recipe = Recipe(parse_bits("w4a4"))
+    model = green_iid.to_quant(_det(), recipe)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    cfg = QuantConfig(bits=parse_bits("w4a4"), arch="detnet", channel="iid", batch_size=32)
+    green_iid.qat(model, cfg, 3, 1e-3, seed=0, freeze_mix=True)
+    after = model.state_dict()
+    mix = [k for k in before if k.split(".")[2:3] in (["mix_x"], ["mix_p"], ["mix_v"])]
+    mix = [k for k in mix if k.endswith((".weight", ".bias"))]
+    # layers 1..3: mix_x + mix_p, mix_x + mix_p + mix_v, mix_x: weight and bias each
+    assert len(mix) == 2 * (2 + 3 + 1)
+    assert all(torch.equal(after[k], before[k]) for k in mix)
+    trained = [k for k in before if k.endswith(("fc.weight", "fc_r.weight", "fc_v.bias"))]
+    assert trained and all(not torch.equal(after[k], before[k]) for k in trained)
+    assert all(
+        p.requires_grad == (n.split(".")[2] not in green_iid.MIX_LAYERS)
+        for n, p in model.named_parameters()
+        if n.startswith("layers.")
+    )
+    with pytest.raises(ConfigError, match="needs a QuantDetNetIID"):
+        green_iid.freeze_mixes(_det())
+
+
+def test_symmetric_mix_bias_fits_the_quantized_mix_and_remix_makes_it_exact():
+    recipe = Recipe(parse_bits("w4a4"))
+    model = green_iid.to_quant(_det(), recipe)  # t = 0.3 > 0: mix_x's r column is 2 * 0.1
+    assert all(float(lay.mix_x.bias[0]) == pytest.approx(-0.1) for lay in model.layers)
+    biases = green_iid.symmetric_mix_bias(model, 0.1)
+    k = SHAPE.k_tx
+    for lay, b in zip(model.layers, biases, strict=True):
+        wq = torch.diagonal(lay.mix_x.quant_weight().value[:, :k]).detach()
+        # x_l = w_q r + b with r = (psi + 1) / 2: symmetric in psi when b = -w_q / 2
+        torch.testing.assert_close(lay.mix_x.bias.detach(), -wq / 2)
+        assert b == pytest.approx(float(-wq[0] / 2))
+        if hasattr(lay, "mix_p"):
+            torch.testing.assert_close(lay.mix_p.bias.detach(), torch.cat([-wq / 2, wq / 2]))
+    assert biases[1:] == [-0.125, -0.125]  # 0.2 became 0.25 in 4 bits
+    # mix 1/4: the later layers' 2 mix = 0.5 and 1 - mix = 0.75 are exact, their bias stays
+    # -mix (layer 1's lone 0.5 per row is clipped to 7/16 by its own power-of-two scale)
+    det = green_iid.remix(_det(), 0.25)
+    assert det.shape.mix == 0.25
+    assert torch.equal(det.layers[1].fc.weight, _det().layers[1].fc.weight)
+    exact = green_iid.to_quant(det, recipe)
+    assert green_iid.symmetric_mix_bias(exact, 0.25) == [-0.25 * 0.4375 / 0.5, -0.25, -0.25]
+    with pytest.raises(ConfigError, match="mix"):
+        green_iid.remix(_det(), 1.5)
+    with pytest.raises(ConfigError, match="needs a QuantDetNetIID"):
+        green_iid.symmetric_mix_bias(_det(), 0.1)
+
+
+def test_finetune_distills_from_the_teacher():
+    from models.detector.detnet_train import DetNetTrainConfig
+
+    cfg = DetNetTrainConfig(shape=DetNetShape(n_layers=2), batch=16, lr=1e-3)
+    student = green_iid.truncate(_det(), 2)
+
+    def first_loss(**kw) -> float:
+        return green_iid.finetune(copy.deepcopy(student), cfg, 1, seed=5, **kw).last_loss
+
+    plain = first_loss()
+    # a teacher computing the student's own last estimate adds nothing, another one adds
+    same = DetNet(cfg.shape)
+    same.load_state_dict(student.state_dict())
+    assert first_loss(teacher=same, kd=5.0) == pytest.approx(plain, rel=1e-6)
+    assert first_loss(teacher=_det(seed=1), kd=5.0) > plain
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        first_loss(kd=1.0)
+    with pytest.raises(ConfigError, match="kd must be finite"):
+        first_loss(teacher=same, kd=-1.0)
 
 
 def test_truncated_detnet_is_the_first_layers():
