@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,10 @@ def tool_or_skip(name: str, how: str) -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+def sigint_as_default() -> None:
+    """``preexec_fn`` for a child a test will SIGINT: a shell's background job (``cmd &``,
+    ``nohup``) starts with SIGINT ignored, which every child inherits, and Python then never
+    raises KeyboardInterrupt; restoring the default keeps such a test meaningful there too."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

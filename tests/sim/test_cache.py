@@ -18,6 +18,7 @@ from hw.config import HwBuildConfig
 from qphy.flow import build_and_verify
 from sim import cache
 from sim.config import SimConfig
+from tests.tools import sigint_as_default
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,7 +113,11 @@ def _procs_under(path: Path) -> list[int]:
 def test_interrupted_build_leaves_no_temporary_or_child(verilator, tmp_path):
     script = textwrap.dedent(_KILLED_BUILD).format(root=str(ROOT), tmp=str(tmp_path))
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        preexec_fn=sigint_as_default,
     )
     assert proc.stdout.readline().strip() == "building"
     tmp_dirs: list[Path] = []

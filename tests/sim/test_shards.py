@@ -100,7 +100,14 @@ def test_interrupted_sharded_run_leaves_no_harness(verilator, tmp_path):
 
     root = str(Path(__file__).resolve().parents[2])
     script = _INTERRUPTED.format(root=root, tmp=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    from tests.tools import sigint_as_default
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_as_default,
+    )
     binary = proc.stdout.readline().strip()
     deadline = time.monotonic() + 120
     while len(_running(binary)) < 2 and time.monotonic() < deadline:
