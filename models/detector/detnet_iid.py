@@ -21,8 +21,10 @@ from models.detector.detnet_iid_hw import (
     GRAM_SCALE,
     QuantDetNetIID,
     batches,
+    freeze_mixes,
     from_float,
     host_inputs,
+    symmetric_mix_bias,
 )
 
 
@@ -38,7 +40,13 @@ def train_float(cfg) -> tuple[DetNet, float]:
 
 
 def train_qat(cfg, float_model: DetNet) -> tuple[QuantDetNetIID, float]:
-    """QAT of the hardware form, initialised from ``float_model``, DetNet's loss, Adam."""
+    """QAT of the hardware form, initialised from ``float_model``, DetNet's loss, Adam.
+
+    The mix layers (DetNet's fixed ``mix * new + (1 - mix) * old``) stay frozen at their
+    initial weights, with biases that fit the *quantized* weights (:func:`symmetric_mix_bias`),
+    and only the rest is trained. Measured (docs/detnet-iid.md, L = 10, 800 steps, 100,000 bits
+    per SNR): the integer model's BER at 12 dB is 4.81e-3 this way against 8.06e-3 with the
+    mixes trained (the loss fell while the BER rose) and 6.0e-3 for the float DetNet."""
     from models.detector.data import detection_config
     from models.detector.detnet_train import loss_fn
     from quant.recipes import Recipe
@@ -50,11 +58,13 @@ def train_qat(cfg, float_model: DetNet) -> tuple[QuantDetNetIID, float]:
         Recipe(cfg.bits, per_channel_weights=cfg.per_channel_weights), _shape(cfg)
     )
     from_float(model, float_model)
+    symmetric_mix_bias(model, float_model.shape.mix)
+    freeze_mixes(model)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     draw = batches(
         detection_config(cfg), cfg.batch_size, cfg.train_snr_db_min, cfg.train_snr_db_max, gen
     )
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.qat_lr)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.qat_lr)
     steps = cfg.qat_steps
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, milestones=[int(steps * 0.6), int(steps * 0.85)], gamma=0.5

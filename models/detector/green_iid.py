@@ -33,7 +33,14 @@ import torch
 from torch import nn
 
 from models.detector.detnet import DetNet
-from models.detector.detnet_iid_hw import QuantDetNetIID, batches, from_float
+from models.detector.detnet_iid_hw import (  # noqa: F401 (freeze_mixes, symmetric_mix_bias: re-exported)
+    MIX_LAYERS,
+    QuantDetNetIID,
+    batches,
+    freeze_mixes,
+    from_float,
+    symmetric_mix_bias,
+)
 from qphy.errors import ConfigError
 from quant.recipes import Recipe
 from quant.trainer import Callback, FitResult, fit
@@ -399,64 +406,6 @@ def to_quant(
     keep = keep or [torch.ones(lay.fc.out_features, dtype=torch.bool) for lay in model.layers]
     zero_units(model, keep, v_keep)
     return shrink(model, keep, v_keep)
-
-
-#: The hardware form's mix layers (DetNet's fixed 0.1/0.9 mix of the new and the old estimate).
-MIX_LAYERS = ("mix_x", "mix_p", "mix_v")
-
-
-def freeze_mixes(model: QuantDetNetIID) -> int:
-    """Stops training the mix layers of ``model`` (``requires_grad = False`` on their weights
-    and biases; their quantizers have no learned state); returns the number of tensors frozen.
-
-    Why (measured, docs/detnet-iid.md "Green DetNet"): with the mixes trained, the QAT of the
-    6-layer R-I-DetNet lowered the loss while its BER at 12 dB rose from 1.2e-2 (200 steps) to
-    3.5e-2 (800 steps); with them frozen it fell to 9.5e-3.
-
-    Raises:
-        ConfigError: Not the hardware form.
-    """
-    if not isinstance(model, QuantDetNetIID):
-        raise ConfigError(f"freeze_mixes needs a QuantDetNetIID, got {type(model).__name__}")
-    n = 0
-    for layer in model.layers:
-        for name in MIX_LAYERS:
-            if hasattr(layer, name):
-                for p in getattr(layer, name).parameters():
-                    p.requires_grad_(False)
-                    n += 1
-    return n
-
-
-@torch.no_grad()
-def symmetric_mix_bias(model: QuantDetNetIID, mix: float) -> list[float]:
-    """Sets the mix layers' biases to fit their *quantized* weights (in place); returns each
-    layer's new ``mix_x`` bias (its first entry).
-
-    :func:`.detnet_iid_hw.from_float` sets ``x_l = w r + b`` with ``w = 2 mix sign(t)``,
-    ``b = -mix`` (``0.1 psi + 0.9 x``, ``psi = 2 r - 1``), but 4-bit weights round ``w``: 0.2
-    becomes 0.25, and ``0.25 r - 0.1 = 0.125 psi + 0.025`` adds +0.025 in every layer (the
-    estimate drifts towards +1). With ``b = -mix w_q / w`` the quantized mix is the symmetric
-    ``(w_q / 2) psi`` again (0.125 psi + 0.875 x); ``mix_p``'s halves get ``b`` and ``-b``.
-    Meant for a QAT with the mixes frozen (:func:`freeze_mixes`), where nothing else would
-    correct the offset.
-
-    Raises:
-        ConfigError: Not the hardware form.
-    """
-    if not isinstance(model, QuantDetNetIID):
-        raise ConfigError(f"symmetric_mix_bias needs a QuantDetNetIID, got {type(model).__name__}")
-    k = model.shape.k_tx
-    out = []
-    for layer in model.layers:
-        w = torch.diagonal(layer.mix_x.weight[:, :k])
-        wq = torch.diagonal(layer.mix_x.quant_weight().value[:, :k])
-        b = -float(mix) * wq / w
-        layer.mix_x.bias.copy_(b)
-        if hasattr(layer, "mix_p"):
-            layer.mix_p.bias.copy_(torch.cat([b, -b]))
-        out.append(float(b[0]))
-    return out
 
 
 def qat(

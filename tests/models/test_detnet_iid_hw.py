@@ -95,8 +95,20 @@ def test_qat_through_the_trainer_and_export_is_integer_exact(tmp_path):
         batch_size=64,
     )
     torch.manual_seed(1)
-    model, loss = train_qat(cfg, DetNet(SHAPE).eval())
+    float_model = DetNet(SHAPE).eval()
+    start = QuantDetNetIID(Recipe(cfg.bits), SHAPE)
+    from_float(start, float_model)
+    model, loss = train_qat(cfg, float_model)
     assert np.isfinite(loss)
+    # The mixes are frozen at DetNet's 0.1/0.9 with the bias fitted to the quantized weights;
+    # everything else trains.
+    for layer, first in zip(model.layers, start.layers, strict=True):
+        assert torch.equal(layer.mix_x.weight, first.mix_x.weight)
+        assert not layer.mix_x.weight.requires_grad
+        wq = torch.diagonal(layer.mix_x.quant_weight().value[:, : SHAPE.k_tx])
+        w = torch.diagonal(layer.mix_x.weight[:, : SHAPE.k_tx])
+        assert torch.allclose(layer.mix_x.bias, -SHAPE.mix * wq / w)
+        assert not torch.equal(layer.fc.weight, first.fc.weight)
     x = golden_inputs(cfg, model, 24)
     report = export_verified(model, x, tmp_path / "exp", {"variant": cfg.name})
     assert report["qonnx_matches_torch"] and report["vectors_checked"] == 24
