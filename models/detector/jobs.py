@@ -20,6 +20,8 @@ from quant import checkpoint
 from quant.recipes import Recipe
 
 log = logging.getLogger(__name__)
+#: (checkpoint, differing settings) already warned about in this process.
+_WARNED: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,9 @@ def load_or_train(
         model = arch.load(cfg, path)
         log.info("loaded %s", path)
         differ = trained_otherwise(cfg, checkpoint.read(path, "qphy train detector")["meta"])
-        if differ:
-            settings = ", ".join(f"{k}={old} (asked {new})" for k, (old, new) in differ.items())
+        settings = ", ".join(f"{k}={old} (asked {new})" for k, (old, new) in differ.items())
+        if differ and (str(path), settings) not in _WARNED:  # once per file and difference
+            _WARNED.add((str(path), settings))
             log.warning(
                 "%s was trained with %s; it is used as it is: `qphy train` (same options) "
                 "retrains it, or give another --checkpoint-dir",

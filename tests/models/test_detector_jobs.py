@@ -70,3 +70,8 @@ def test_loading_a_checkpoint_trained_otherwise_warns(caplog):
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert "qat_steps=8000 (asked 800)" in warning and "seed=0 (asked 2)" in warning
     assert "fullycon_w4a4_fixed" in warning
+    # The same file with the same difference again (e.g. a QAT run's float parent): said once.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="models.detector.jobs"):
+        load_or_train(QuantConfig(bits=Bits(4, 4), qat_steps=800, seed=2))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
