@@ -20,10 +20,9 @@ from models.detector.detnet import DetNet, DetNetShape
 from models.detector.detnet_iid_hw import (
     GRAM_SCALE,
     QuantDetNetIID,
-    batches,
-    freeze_mixes,
     from_float,
     host_inputs,
+    qat,
     symmetric_mix_bias,
 )
 
@@ -47,10 +46,7 @@ def train_qat(cfg, float_model: DetNet) -> tuple[QuantDetNetIID, float]:
     and only the rest is trained. Measured (docs/detnet-iid.md, L = 10, 800 steps, 100,000 bits
     per SNR): the integer model's BER at 12 dB is 4.81e-3 this way against 8.06e-3 with the
     mixes trained (the loss fell while the BER rose) and 6.0e-3 for the float DetNet."""
-    from models.detector.data import detection_config
-    from models.detector.detnet_train import loss_fn
     from quant.recipes import Recipe
-    from quant.trainer import fit
 
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
@@ -59,18 +55,14 @@ def train_qat(cfg, float_model: DetNet) -> tuple[QuantDetNetIID, float]:
     )
     from_float(model, float_model)
     symmetric_mix_bias(model, float_model.shape.mix)
-    freeze_mixes(model)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    draw = batches(
-        detection_config(cfg), cfg.batch_size, cfg.train_snr_db_min, cfg.train_snr_db_max, gen
-    )
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.qat_lr)
-    steps = cfg.qat_steps
-    sched = torch.optim.lr_scheduler.MultiStepLR(
-        opt, milestones=[int(steps * 0.6), int(steps * 0.85)], gamma=0.5
-    )
-    res = fit(
-        model, draw, loss_fn, opt, steps=steps, scheduler=sched, description=f"QAT {cfg.name}"
+    res = qat(
+        model,
+        cfg,
+        cfg.qat_steps,
+        cfg.qat_lr,
+        cfg.seed + 1,
+        freeze_mix=True,
+        description=f"QAT {cfg.name}",
     )
     return model, res.mean_recent_loss
 

@@ -50,6 +50,7 @@ from torch import nn
 from models.detector.detnet import DetNet, DetNetShape, gram, least_squares
 from qphy.errors import CheckpointError, ConfigError
 from quant.recipes import Recipe
+from quant.trainer import Callback, FitResult, fit
 
 #: Width of the shared state quantizer (H^T y, x, H^T H x, v) and of ``pos``.
 STATE_BITS = 8
@@ -343,3 +344,45 @@ def symmetric_mix_bias(model: QuantDetNetIID, mix: float) -> list[float]:
             layer.mix_p.bias.copy_(torch.cat([b, -b]))
         out.append(float(b[0]))
     return out
+
+
+def qat(
+    model: QuantDetNetIID,
+    cfg,
+    steps: int,
+    lr: float,
+    seed: int,
+    callbacks: tuple[Callback, ...] = (),
+    freeze_mix: bool = False,
+    description: str | None = None,
+) -> FitResult:
+    """QAT of the hardware form (any widths) with DetNet's loss on fresh i.i.d. batches, Adam
+    with the LR halved at 60 % and 85 % of the steps (:func:`.detnet_iid.train_qat`'s, and the
+    Green DetNet rows').
+
+    With ``freeze_mix`` the mix layers (``mix_x``, ``mix_p``, ``mix_v``: DetNet's fixed
+    ``0.1 new + 0.9 old``, as :func:`.detnet_iid_hw.from_float` sets them) keep their weights
+    and biases and only the rest is trained (:func:`freeze_mixes`)."""
+    from models.detector.data import detection_config
+    from models.detector.detnet_train import loss_fn
+
+    gen = torch.Generator().manual_seed(seed)
+    draw = batches(
+        detection_config(cfg), cfg.batch_size, cfg.train_snr_db_min, cfg.train_snr_db_max, gen
+    )
+    if freeze_mix:
+        freeze_mixes(model)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=[max(1, int(steps * 0.6)), max(1, int(steps * 0.85))], gamma=0.5
+    )
+    return fit(
+        model,
+        draw,
+        loss_fn,
+        opt,
+        steps=steps,
+        scheduler=sched,
+        callbacks=callbacks,
+        description=description or f"QAT green {model.shape.n_layers}L {model.hidden}",
+    )

@@ -33,12 +33,13 @@ import torch
 from torch import nn
 
 from models.detector.detnet import DetNet
-from models.detector.detnet_iid_hw import (  # noqa: F401 (freeze_mixes, symmetric_mix_bias: re-exported)
+from models.detector.detnet_iid_hw import (  # noqa: F401 (qat, freeze_mixes, symmetric_mix_bias: re-exported)
     MIX_LAYERS,
     QuantDetNetIID,
     batches,
     freeze_mixes,
     from_float,
+    qat,
     symmetric_mix_bias,
 )
 from qphy.errors import ConfigError
@@ -406,43 +407,3 @@ def to_quant(
     keep = keep or [torch.ones(lay.fc.out_features, dtype=torch.bool) for lay in model.layers]
     zero_units(model, keep, v_keep)
     return shrink(model, keep, v_keep)
-
-
-def qat(
-    model: QuantDetNetIID,
-    cfg,
-    steps: int,
-    lr: float,
-    seed: int,
-    callbacks: tuple[Callback, ...] = (),
-    freeze_mix: bool = False,
-) -> FitResult:
-    """QAT of the hardware form (any widths) with DetNet's loss on fresh i.i.d. batches, Adam
-    with the LR halved at 60 % and 85 % of the steps (as :func:`.detnet_iid.train_qat`).
-
-    With ``freeze_mix`` the mix layers (``mix_x``, ``mix_p``, ``mix_v``: DetNet's fixed
-    ``0.1 new + 0.9 old``, as :func:`.detnet_iid_hw.from_float` sets them) keep their weights
-    and biases and only the rest is trained (:func:`freeze_mixes`)."""
-    from models.detector.data import detection_config
-    from models.detector.detnet_train import loss_fn
-
-    gen = torch.Generator().manual_seed(seed)
-    draw = batches(
-        detection_config(cfg), cfg.batch_size, cfg.train_snr_db_min, cfg.train_snr_db_max, gen
-    )
-    if freeze_mix:
-        freeze_mixes(model)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    sched = torch.optim.lr_scheduler.MultiStepLR(
-        opt, milestones=[max(1, int(steps * 0.6)), max(1, int(steps * 0.85))], gamma=0.5
-    )
-    return fit(
-        model,
-        draw,
-        loss_fn,
-        opt,
-        steps=steps,
-        scheduler=sched,
-        callbacks=callbacks,
-        description=f"QAT green {model.shape.n_layers}L {model.hidden}",
-    )
