@@ -11,6 +11,7 @@ from typing import Any
 from qphy.config import reject_unknown_keys
 from qphy.defaults import CLOCK_MHZ as DEFAULT_CLOCK_MHZ
 from qphy.defaults import FPGA_PART as DEFAULT_FPGA_PART
+from qphy.defaults import OPTIMIZE_MARGIN as DEFAULT_OPTIMIZE_MARGIN
 from qphy.defaults import TARGET_CYCLES as DEFAULT_TARGET_CYCLES
 from qphy.errors import ConfigError
 
@@ -34,6 +35,11 @@ class FifoSizing(enum.StrEnum):
     MINIMAL = "minimal"
     #: No FIFOs at all (lowest latency; verify the throughput in simulation).
     NONE = "none"
+
+    def depth(self, words: int) -> int:
+        """Depth of one FIFO on a stream of ``words`` beats per frame: a whole frame (FRAME)
+        or 2 (MINIMAL)."""
+        return max(2, words) if self is FifoSizing.FRAME else 2
 
 
 class FoldingPreference(enum.StrEnum):
@@ -87,7 +93,7 @@ class HwBuildConfig:
     folding_preference: FoldingPreference = FoldingPreference.RESOURCES
     fifo_sizing: FifoSizing = FifoSizing.FRAME
     optimize: Optimize | None = None
-    optimize_margin: float = 0.85
+    optimize_margin: float = DEFAULT_OPTIMIZE_MARGIN
     preset: Preset = Preset.RTL
     start_step: str | None = None
     stop_step: str | None = None

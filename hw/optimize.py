@@ -52,12 +52,12 @@ from hw import synth_model as sm
 from hw.config import FifoSizing, Optimize
 from hw.devices import require_device
 from hw.folding import divisors, fold_window_producers, n_vectors, swg_simd_choices, window_producer
+from qphy import defaults
 from qphy.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 #: Share of each resource of the part a search may use (place and route needs slack).
-DEFAULT_MARGIN = 0.85
 #: Cycles a FIFO or width converter adds on the way through (registered AXI handshakes).
 STREAM_STAGE_CYCLES = 2
 #: Registers around the MVU core: weight stream readout, input and output AXI stages.
@@ -114,24 +114,15 @@ class SearchResult:
         return asdict(self)
 
 
-def _clog2(n: int) -> int:
-    return max(0, math.ceil(math.log2(n))) if n > 0 else 0
-
-
 def mvu_depth(simd: int) -> int:
     """Pipeline depth of an MVU with this SIMD (mvu.sv's core plus its surrounding stages)."""
-    return 4 + _clog2(simd) + (simd == 1) + MVU_EXTRA_DEPTH
+    return 4 + sm.clog2(simd) + (simd == 1) + MVU_EXTRA_DEPTH
 
 
 def thresholding_depth(n_thresholds: int) -> int:
     """thresholding.sv: one comparison stage per threshold bit, two registers each with
     DEEP_PIPELINE, plus the output FIFO and register."""
-    return 2 * _clog2(n_thresholds + 1) + 2
-
-
-def fifo_depth(words: int, sizing: FifoSizing) -> int:
-    """hw.steps.fifo_depth_for on a stream of ``words`` beats per frame."""
-    return max(2, words) if sizing is FifoSizing.FRAME else 2
+    return 2 * sm.clog2(n_thresholds + 1) + 2
 
 
 def _zero() -> dict[str, float]:
@@ -257,7 +248,7 @@ def layer_candidates(
             if swg is not None:
                 win = fold_window_producers(model, node, simd)
                 cycles = max(cycles, win)
-            out_depth = fifo_depth(nv * (mh // pe), fifo_sizing)
+            out_depth = fifo_sizing.depth(nv * (mh // pe))
             if t_inst is not None:
                 t_cycles = (t_inst.get_nodeattr("NumChannels") // pe) * n_vectors(t_inst)
                 cycles = max(cycles, t_cycles)
@@ -270,7 +261,7 @@ def layer_candidates(
                 Candidate(
                     pe, simd, style, int(cycles), int(latency), res,
                     in_width=simd * core0["in_bits"],
-                    in_depth=fifo_depth(nv * (mw // simd), fifo_sizing),
+                    in_depth=fifo_sizing.depth(nv * (mw // simd)),
                     out_width=pe * out_bits,
                     out_depth=out_depth,
                 )
@@ -402,7 +393,7 @@ def search(
     fpga_part: str,
     mode: Optimize,
     target_cycles: int,
-    margin: float = DEFAULT_MARGIN,
+    margin: float = defaults.OPTIMIZE_MARGIN,
     fifo_sizing: FifoSizing = FifoSizing.FRAME,
     coeffs: dict | None = None,
 ) -> tuple[ModelWrapper, SearchResult]:

@@ -381,9 +381,8 @@ def step_minimize_bit_width(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWra
 
 
 def fifo_depth_for(folded_shape: list[int], sizing: FifoSizing) -> int:
-    """Depth of one FIFO: a whole frame of its stream (FRAME) or 2 (MINIMAL)."""
-    words = int(np.prod(folded_shape[:-1])) if len(folded_shape) > 1 else 1
-    return max(2, words) if sizing is FifoSizing.FRAME else 2
+    """Depth of one FIFO on a stream of this folded shape (:meth:`FifoSizing.depth`)."""
+    return sizing.depth(int(np.prod(folded_shape[:-1])) if len(folded_shape) > 1 else 1)
 
 
 def step_insert_dwc_fifo(model: ModelWrapper, cfg: HwBuildConfig) -> ModelWrapper:

@@ -53,7 +53,8 @@ KINDS = ("mvau_core", "mvau_weights", "thresholding", "fifo", "dwc")
 DISTRIBUTED_MAX_DEPTH = 64
 
 
-def _clog2(n: int) -> int:
+def clog2(n: int) -> int:
+    """Bits to index ``n`` items (0 for n <= 1)."""
     return max(0, math.ceil(math.log2(n))) if n > 1 else 0
 
 
@@ -98,11 +99,11 @@ def features(kind: str, p: dict) -> dict[str, float]:
             "width": w,
             "lutram_bits": w * math.ceil(d / 32) if dist else 0.0,
             "bram_tiles": math.ceil(w / 36) * math.ceil(d / 512) if not dist else 0.0,
-            "addr_bits": _clog2(d),
+            "addr_bits": clog2(d),
         }
     if kind == "thresholding":
         pe, tb = p["pe"], p["t_bits"]
-        stages = _clog2(p["steps"] + 1)
+        stages = clog2(p["steps"] + 1)
         cf = math.ceil(p["channels"] / pe)
         small = mid = tiles = 0.0
         for stage in range(stages):  # thresholding.sv: one memory per PE and stage

@@ -133,7 +133,7 @@ def _hw_sim_configs(args: argparse.Namespace, dflt: HwDefaults):
         folding_preference=FoldingPreference(pick("folding_preference")),
         fifo_sizing=FifoSizing(pick("fifo_sizing")),
         optimize=Optimize(args.optimize) if args.optimize else None,
-        optimize_margin=getattr(args, "optimize_margin", 0.85),
+        optimize_margin=getattr(args, "optimize_margin", defaults.OPTIMIZE_MARGIN),
     )
     n = args.vectors if args.vectors is not None else dflt.vectors
     sim = SimConfig(
@@ -435,8 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--optimize-margin",
         type=float,
-        default=0.85,
-        help="--optimize: share of each resource of the part the search may use (default 0.85)",
+        default=defaults.OPTIMIZE_MARGIN,
+        help="--optimize: share of each resource of the part the search may use "
+        f"(default {defaults.OPTIMIZE_MARGIN})",
     )
     sp.add_argument("--synth", action="store_true", help="Yosys synthesis after a passing verdict")
     sp.add_argument(

@@ -18,6 +18,8 @@ CLOCK_MHZ = 200.0
 FPGA_PART = "xczu3eg-sbva484-1-e"
 #: Folding target: cycles per frame of the slowest layer.
 TARGET_CYCLES = 200
+#: Share of each resource of the part that ``--optimize`` may use (by the synth model).
+OPTIMIZE_MARGIN = 0.85
 #: Vectors checked in RTL when neither the user nor the target says otherwise.
 SIM_VECTORS = 1000
 #: Golden vectors written by ``qphy export``.
