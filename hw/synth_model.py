@@ -325,14 +325,19 @@ def final_model_path(hw_dir: Path) -> Path:
     return models[-1]
 
 
+def _per_layer_report(build_dir: Path) -> tuple[Path, dict]:
+    """(hw dir, its ``synth_per_layer/synth_report.json``) of a build dir or a hw dir."""
+    hw = Path(build_dir) / "hw" if (Path(build_dir) / "hw").is_dir() else Path(build_dir)
+    return hw, json.loads((hw / "synth_per_layer" / "synth_report.json").read_text())
+
+
 def collect_build(build_dir: Path, name: str) -> list[dict]:
     """Calibration rows of one synthesized build (``build_dir/hw`` or a hw dir): one per
     synthesized run; ``copies`` says how many units of the design it counts for (identical
     units are synthesized once), so a design's total is ``sum(copies * counts)``."""
     from qonnx.core.modelwrapper import ModelWrapper  # noqa: PLC0415
 
-    hw = Path(build_dir) / "hw" if (Path(build_dir) / "hw").is_dir() else Path(build_dir)
-    rep = json.loads((hw / "synth_per_layer" / "synth_report.json").read_text())
+    hw, rep = _per_layer_report(build_dir)
     model = ModelWrapper(str(final_model_path(hw)))
     units = {n.name: {part: (kind, p) for part, kind, p in node_units(n)} for n in model.graph.node}
     rows = []
@@ -407,8 +412,7 @@ def check_build(build_dir: Path, coeffs: dict | None = None) -> dict:
     """The model against a synthesized build: per resource measured, predicted, error."""
     from qonnx.core.modelwrapper import ModelWrapper  # noqa: PLC0415
 
-    hw = Path(build_dir) / "hw" if (Path(build_dir) / "hw").is_dir() else Path(build_dir)
-    rep = json.loads((hw / "synth_per_layer" / "synth_report.json").read_text())
+    hw, rep = _per_layer_report(build_dir)
     if not rep.get("complete"):
         raise ConfigError(f"{build_dir}: the per-layer synthesis is incomplete")
     total, _ = predict_model(ModelWrapper(str(final_model_path(hw))), coeffs)
