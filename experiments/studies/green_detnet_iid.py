@@ -2,7 +2,8 @@
 as hardware, the removed units and layers physically gone, beside the dense DetNet.
 
 Every row starts from one float i.i.d. DetNet (``float_checkpoint``, as ``qphy train detector
---arch detnet --channel iid`` writes it; empty: trained here for ``float_steps``):
+--arch detnet --channel iid`` writes it; empty: trained here for ``float_steps`` at the step mix
+``float_mix``, the defaults of ``qphy train``):
 
 * ``dense``: the float model as it is.
 * ``dense-ft``: the dense control of ``ri``'s float training: all layers, mix set to
@@ -85,7 +86,8 @@ class GreenIIDSettings:
 
     float_checkpoint: str = ""
     layers: int = 10
-    float_steps: int = 3000
+    float_steps: int = 9000
+    float_mix: float = 0.25
     bits: str = "w4a4"
     variants: tuple[str, ...] = ("dense", "dense-ft", "ri")
     penalty_steps: int = 800
@@ -175,7 +177,8 @@ def _float(s: GreenIIDSettings):
             n = det.shape.n_layers
             raise ConfigError(f"{s.float_checkpoint} has {n} layers, not {s.layers}")
         return det
-    cfg = DetNetTrainConfig(shape=DetNetShape(n_layers=s.layers), batch=s.batch, seed=s.seed)
+    shape = DetNetShape(n_layers=s.layers, mix=s.float_mix)
+    cfg = DetNetTrainConfig(shape=shape, batch=s.batch, seed=s.seed)
     return train_detnet(cfg, steps=s.float_steps, description="float DetNet")[0]
 
 

@@ -21,6 +21,8 @@ class QuantConfig:
             form: fixed channel, the ReLU MLP of :mod:`.detnet_hw`; i.i.d. channel, the
             streamed-channel model of :mod:`.detnet_iid_hw`).
         layers: DetNet's unrolled layers (``detnet`` only).
+        detnet_mix: DetNet's step ``x_l = mix * new + (1 - mix) * old`` (``detnet`` only; 0.1
+            in the paper, 0.25 the i.i.d. channel's default, see docs/detnet-iid.md).
         bits: Weight/activation widths of the QAT variant; None trains the float model.
         channel: ``fixed`` (the deterministic Toeplitz-0.6 30x20 channel) or ``iid``.
         train_snr_db_min: Lowest SNR (dB) sampled uniformly per training vector.
@@ -41,6 +43,7 @@ class QuantConfig:
     bits: Bits | None = None
     arch: str = "fullycon"
     layers: int = 10
+    detnet_mix: float = 0.1
     channel: str = "fixed"
     train_snr_db_min: float = 7.0
     train_snr_db_max: float = 14.0
@@ -62,6 +65,8 @@ class QuantConfig:
             raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, not '{self.arch}'")
         if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 1:
             raise ConfigError(f"layers must be a positive integer, got {self.layers!r}")
+        if isinstance(self.detnet_mix, bool) or not 0.0 < float(self.detnet_mix) <= 1.0:
+            raise ConfigError(f"detnet_mix must lie in (0, 1], got {self.detnet_mix!r}")
         if self.train_snr_db_min > self.train_snr_db_max:
             raise ConfigError("train_snr_db_min must not exceed train_snr_db_max")
         for name in ("float_steps", "qat_steps", "batch_size", "eval_bits_per_snr"):

@@ -245,7 +245,7 @@ def detnet_train_config(cfg):
 
     return DetNetTrainConfig(
         detection=detection_config(cfg),
-        shape=DetNetShape(n_layers=cfg.layers),
+        shape=DetNetShape(n_layers=cfg.layers, mix=cfg.detnet_mix),
         steps=cfg.float_steps,
         batch=cfg.batch_size,
         lr=cfg.float_lr,

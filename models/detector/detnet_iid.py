@@ -28,7 +28,7 @@ from models.detector.detnet_iid_hw import (
 
 
 def _shape(cfg) -> DetNetShape:
-    return DetNetShape(n_layers=cfg.layers)
+    return DetNetShape(n_layers=cfg.layers, mix=cfg.detnet_mix)
 
 
 def train_float(cfg) -> tuple[DetNet, float]:

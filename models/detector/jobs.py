@@ -77,24 +77,25 @@ def load_fullycon(path: Path, bits: Bits | None) -> tuple[torch.nn.Module, dict]
     return model, meta
 
 
-#: The settings that decide a checkpoint's weights (a float model's: the first six).
-TRAINING_SETTINGS = (
+#: The settings that decide a float checkpoint's weights.
+FLOAT_SETTINGS = (
+    "detnet_mix",
     "float_steps",
     "float_lr",
     "batch_size",
     "train_snr_db_min",
     "train_snr_db_max",
     "seed",
-    "qat_steps",
-    "qat_lr",
 )
+#: The settings that decide a QAT checkpoint's weights.
+TRAINING_SETTINGS = (*FLOAT_SETTINGS, "qat_steps", "qat_lr")
 
 
 def trained_otherwise(cfg: QuantConfig, meta: dict) -> dict[str, tuple]:
     """The training settings in which a checkpoint (its recorded config in ``meta``) differs
     from ``cfg``, as ``{name: (recorded, asked)}``; empty when none is recorded."""
     recorded = meta.get("qphy_config") or meta.get("train_config") or {}
-    names = TRAINING_SETTINGS if cfg.bits is not None else TRAINING_SETTINGS[:6]
+    names = TRAINING_SETTINGS if cfg.bits is not None else FLOAT_SETTINGS
     return {
         name: (recorded[name], getattr(cfg, name))
         for name in names

@@ -65,7 +65,7 @@ def test_bad_settings_are_named(tmp_path):
 
 def test_dense_ft_is_the_full_depth_control_at_ri_mix(tmp_path):
     summary = run_experiment(
-        "green-detnet-iid", tmp_path, "small", {"variants": ["dense", "dense-ft"]}
+        "green-detnet-iid", tmp_path, "small", {"variants": ["dense", "dense-ft"], "float_mix": 0.1}
     )
     dense, ft = summary["rows"]
     assert (dense["layers"], dense["mix"]) == (3, 0.1)

@@ -7,7 +7,7 @@ import torch
 from models.detector.config import QuantConfig
 from models.detector.evaluate import evaluate_ber, snr_at_ber, write_ber
 from models.detector.fullycon import FullyCon
-from models.detector.jobs import load_or_train
+from models.detector.jobs import load_or_train, trained_otherwise
 from models.detector.train import train_float
 from qphy import targets
 from qphy.flow import export_stage
@@ -75,3 +75,12 @@ def test_loading_a_checkpoint_trained_otherwise_warns(caplog):
     with caplog.at_level("WARNING", logger="models.detector.jobs"):
         load_or_train(QuantConfig(bits=Bits(4, 4), qat_steps=800, seed=2))
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_trained_otherwise_names_detnets_mix():
+    cfg = QuantConfig(arch="detnet", channel="iid", detnet_mix=0.25)  # a float model's settings
+    recorded = {**cfg.to_json(), "detnet_mix": 0.1}
+    assert trained_otherwise(cfg, {"qphy_config": recorded}) == {"detnet_mix": (0.1, 0.25)}
+    # checkpoints written before the setting existed record none: nothing to compare
+    older = {k: v for k, v in recorded.items() if k != "detnet_mix"}
+    assert trained_otherwise(cfg, {"qphy_config": older}) == {}

@@ -101,6 +101,12 @@ def test_detector_target_defaults_per_channel():
     iid = det.config(w4a4, arch="detnet", channel="iid")
     assert (fixed.float_steps, fixed.qat_steps, fixed.batch_size) == (6000, 3000, 500)
     # The varying channel's measured recipe; what the user gives still wins.
-    assert (iid.float_steps, iid.qat_steps, iid.batch_size) == (3000, 800, 500)
+    assert (iid.float_steps, iid.qat_steps, iid.batch_size) == (9000, 800, 500)
+    assert (iid.detnet_mix, fixed.detnet_mix) == (0.25, 0.1)
     assert det.config(w4a4, arch="detnet", channel="iid", qat_steps=40).qat_steps == 40
+    assert det.config(w4a4, arch="detnet", channel="iid", detnet_mix=0.5).detnet_mix == 0.5
     assert det.config(w4a4).qat_steps == QuantConfig().qat_steps  # FullyCon untouched
+    with pytest.raises(ConfigError, match="--mix: for --arch detnet only"):
+        det.config(w4a4, detnet_mix=0.25)
+    with pytest.raises(ConfigError, match="detnet_mix must lie in"):
+        QuantConfig(arch="detnet", detnet_mix=0.0)
