@@ -26,6 +26,22 @@ DETNET_VECTORS = 2000
 DETNET_TARGET_CYCLES = 1000
 
 
+def snr_points(text: str) -> tuple[float, ...]:
+    """``--snr-db``: ``"8,10,12"`` or ``"8:15"`` (every whole dB from 8 to 15), increasing.
+
+    Raises:
+        ValueError: anything else (argparse reports it as a usage error, exit 2).
+    """
+    if ":" in text:
+        lo, hi = (float(p) for p in text.split(":"))
+        points = tuple(lo + i for i in range(int(hi - lo) + 1))
+    else:
+        points = tuple(float(p) for p in text.split(","))
+    if not points or any(b <= a for a, b in zip(points, points[1:], strict=False)):
+        raise ValueError(f"SNR points must increase, got {text!r}")
+    return points
+
+
 @register
 class Detector(Target):
     name = "detector"
@@ -38,6 +54,12 @@ class Detector(Target):
         Option("--float-steps", "float_steps", int, help="float training steps"),
         Option("--qat-steps", "qat_steps", int, help="QAT steps"),
         Option("--bits-per-snr", "eval_bits_per_snr", int, help="evaluation bits per SNR"),
+        Option(
+            "--snr-db",
+            "eval_snr_db",
+            snr_points,
+            help="evaluation SNR points: 8,10,12 or a range 8:15 (8:13)",
+        ),
     )
 
     def config(self, bits: Bits | None, **options) -> QuantConfig:
@@ -99,6 +121,7 @@ def _print_ber(res: dict) -> None:
         table.add_column(name, justify="right")
     for i, snr in enumerate(res["snr_db"]):
         table.add_row(f"{snr:g}", *(f"{res['ber'][n][i]:.2e}" for n in res["ber"]))
-    at = res.get("snr_db_at_ber_1e-3", {})
-    table.add_row("@1e-3", *(f"{at[n]:.2f} dB" if at.get(n) else "-" for n in res["ber"]))
+    for level in ("1e-2", "1e-3"):
+        at = res.get(f"snr_db_at_ber_{level}", {})
+        table.add_row(f"@{level}", *(f"{at[n]:.2f} dB" if at.get(n) else "-" for n in res["ber"]))
     Console().print(table)

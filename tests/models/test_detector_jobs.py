@@ -84,3 +84,15 @@ def test_trained_otherwise_names_detnets_mix():
     # checkpoints written before the setting existed record none: nothing to compare
     older = {k: v for k, v in recorded.items() if k != "detnet_mix"}
     assert trained_otherwise(cfg, {"qphy_config": older}) == {}
+
+
+def test_snr_points_lists_and_ranges():
+    from models.detector.target import snr_points
+
+    assert snr_points("8:15") == tuple(float(s) for s in range(8, 16))
+    assert snr_points("8,10.5,12") == (8.0, 10.5, 12.0)
+    for bad in ("12,10", "8,8", "x", "8:"):
+        with pytest.raises(ValueError):
+            snr_points(bad)
+    cfg = targets.get("detector").config(Bits(4, 4), eval_snr_db=snr_points("8:9"))
+    assert cfg.eval_snr_db == (8.0, 9.0)
