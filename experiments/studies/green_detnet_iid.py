@@ -33,8 +33,8 @@ With ``dense_report`` (an earlier dense build's ``report.json``) the dense row i
 its hardware figures are that report's; ``build_only`` limits the builds to the rows named.
 
 The defaults are the measured recipe of docs/detnet-iid.md ("Green DetNet on the i.i.d.
-channel"): ``dense`` and ``ri`` (6 layers, v 40 -> 12, no hidden units pruned), QAT 800 steps
-with the mixes frozen.
+channel"): ``dense``, ``dense-ft`` and ``ri`` (6 layers, v 40 -> 12, no hidden units pruned,
+6,000 distilled fine-tune steps at mix 0.25), QAT 800 steps with the mixes frozen.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class GreenIIDSettings:
     ri_layers: int = 6
     ri_penalty_steps: int = 0
     ri_prune_fraction: float = 0.0
-    ri_finetune_steps: int = 1500
+    ri_finetune_steps: int = 6000
     ri_finetune_lr: float = 5e-4
     ri_mix: float = 0.25
     ri_kd: float = 1.0
