@@ -65,7 +65,8 @@ class QuantConfig:
             raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, not '{self.arch}'")
         if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 1:
             raise ConfigError(f"layers must be a positive integer, got {self.layers!r}")
-        if isinstance(self.detnet_mix, bool) or not 0.0 < float(self.detnet_mix) <= 1.0:
+        mix = self.detnet_mix
+        if isinstance(mix, bool) or not isinstance(mix, int | float) or not 0.0 < mix <= 1.0:
             raise ConfigError(f"detnet_mix must lie in (0, 1], got {self.detnet_mix!r}")
         if self.train_snr_db_min > self.train_snr_db_max:
             raise ConfigError("train_snr_db_min must not exceed train_snr_db_max")

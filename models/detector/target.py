@@ -34,6 +34,8 @@ def snr_points(text: str) -> tuple[float, ...]:
     """
     if ":" in text:
         lo, hi = (float(p) for p in text.split(":"))
+        if not hi - lo <= 100:
+            raise ValueError(f"SNR range {text!r}: at most 100 dB wide")
         points = tuple(lo + i for i in range(int(hi - lo) + 1))
     else:
         points = tuple(float(p) for p in text.split(","))

@@ -108,5 +108,6 @@ def test_detector_target_defaults_per_channel():
     assert det.config(w4a4).qat_steps == QuantConfig().qat_steps  # FullyCon untouched
     with pytest.raises(ConfigError, match="--mix: for --arch detnet only"):
         det.config(w4a4, detnet_mix=0.25)
-    with pytest.raises(ConfigError, match="detnet_mix must lie in"):
-        QuantConfig(arch="detnet", detnet_mix=0.0)
+    for bad in (0.0, 1.5, "0.25", True, float("nan")):
+        with pytest.raises(ConfigError, match="detnet_mix must lie in"):
+            QuantConfig(arch="detnet", detnet_mix=bad)
