@@ -4,6 +4,7 @@ MLP form of :mod:`models.detector.detnet_hw`)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,22 @@ def snr_points(text: str) -> tuple[float, ...]:
     """``--snr-db``: ``"8,10,12"`` or ``"8:15"`` (every whole dB from 8 to 15), increasing.
 
     Raises:
-        ValueError: anything else (argparse reports it as a usage error, exit 2).
+        argparse.ArgumentTypeError: anything else (argparse prints it, exit 2).
     """
-    if ":" in text:
-        lo, hi = (float(p) for p in text.split(":"))
-        if not hi - lo <= 100:
-            raise ValueError(f"SNR range {text!r}: at most 100 dB wide")
-        points = tuple(lo + i for i in range(int(hi - lo) + 1))
-    else:
-        points = tuple(float(p) for p in text.split(","))
-    if not points or any(b <= a for a, b in zip(points, points[1:], strict=False)):
-        raise ValueError(f"SNR points must increase, got {text!r}")
+    try:
+        if ":" in text:
+            lo, hi = (float(p) for p in text.split(":"))
+            if not hi - lo <= 100:
+                raise ValueError("at most 100 dB wide")
+            points = tuple(lo + i for i in range(int(hi - lo) + 1))
+        else:
+            points = tuple(float(p) for p in text.split(","))
+        if not points or any(b <= a for a, b in zip(points, points[1:], strict=False)):
+            raise ValueError("the points must increase")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: want a list like 8,10,12 or a range like 8:15 ({exc})"
+        ) from exc
     return points
 
 

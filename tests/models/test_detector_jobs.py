@@ -1,3 +1,4 @@
+import argparse
 import json
 
 import numpy as np
@@ -92,7 +93,7 @@ def test_snr_points_lists_and_ranges():
     assert snr_points("8:15") == tuple(float(s) for s in range(8, 16))
     assert snr_points("8,10.5,12") == (8.0, 10.5, 12.0)
     for bad in ("12,10", "8,8", "x", "8:", "15:8", "0:1e9"):
-        with pytest.raises(ValueError):
+        with pytest.raises(argparse.ArgumentTypeError, match="want a list"):
             snr_points(bad)
     cfg = targets.get("detector").config(Bits(4, 4), eval_snr_db=snr_points("8:9"))
     assert cfg.eval_snr_db == (8.0, 9.0)
