@@ -1,6 +1,7 @@
 """The ``detector`` target: the MIMO detector (30x20 real BPSK): FullyCon (fixed or i.i.d.
-channel) or DetNet (``--arch detnet --layers L``, fixed channel; its hardware is the exact ReLU
-MLP form of :mod:`models.detector.detnet_hw`)."""
+channel) or DetNet (``--arch detnet --layers L``; fixed channel: its hardware is the exact ReLU
+MLP form of :mod:`models.detector.detnet_hw`; i.i.d. channel: the streamed-channel model of
+:mod:`models.detector.detnet_iid_hw`)."""
 
 from __future__ import annotations
 
