@@ -319,7 +319,7 @@ def meta(cfg, model, loss: float) -> dict:
 
 
 def load(cfg, path):
-    """The float DetNet or the QAT MLP of ``cfg`` from ``path``.
+    """The float DetNet or the QAT MLP of ``cfg`` from ``path``, with the checkpoint's meta.
 
     Raises:
         CheckpointError: Missing, unreadable, foreign, or another variant's file.
@@ -342,4 +342,4 @@ def load(cfg, path):
         checkpoint.load_state(model, payload, path, cfg.name)
     if m.get("variant") != cfg.name:
         raise CheckpointError(f"{path} holds {m.get('variant')}, not {cfg.name}")
-    return model.eval()
+    return model.eval(), m

@@ -86,7 +86,7 @@ def meta(cfg, model, loss: float) -> dict:
 
 
 def load(cfg, path: Path):
-    """The float DetNet or the QAT hardware form of ``cfg`` from ``path``.
+    """The float DetNet or the QAT hardware form of ``cfg`` from ``path``, with the checkpoint's meta.
 
     Raises:
         CheckpointError: Missing, unreadable, foreign, or another variant's file.
@@ -109,7 +109,7 @@ def load(cfg, path: Path):
         checkpoint.load_state(model, payload, path, cfg.name)
     if m.get("variant") != cfg.name:
         raise CheckpointError(f"{path} holds {m.get('variant')}, not {cfg.name}")
-    return model.eval()
+    return model.eval(), m
 
 
 def golden_inputs(cfg, model: QuantDetNetIID, n: int) -> np.ndarray:

@@ -28,7 +28,7 @@ _WARNED: set[tuple[str, str]] = set()
 class _Arch:
     """How one detector architecture is trained, saved and loaded (float and QAT)."""
 
-    load: Callable[[QuantConfig, Path], torch.nn.Module]
+    load: Callable[[QuantConfig, Path], tuple[torch.nn.Module, dict]]
     train_float: Callable[[QuantConfig], tuple[torch.nn.Module, float]]
     train_qat: Callable[[QuantConfig, torch.nn.Module], tuple[torch.nn.Module, float]]
     meta: Callable[[QuantConfig, torch.nn.Module, float], dict]
@@ -113,7 +113,7 @@ def _arch(cfg: QuantConfig) -> _Arch:
 
         return _Arch(detnet_hw.load, detnet_hw.train_float, detnet_hw.train_qat, detnet_hw.meta)
     return _Arch(
-        lambda c, path: load_fullycon(path, c.bits)[0],
+        lambda c, path: load_fullycon(path, c.bits),
         lambda c: train_float(c, FullyConShape()),
         train_qat,
         _fullycon_meta,
@@ -132,9 +132,9 @@ def load_or_train(
     arch = _arch(cfg)
 
     def load(path: Path) -> torch.nn.Module:
-        model = arch.load(cfg, path)
+        model, meta = arch.load(cfg, path)
         log.info("loaded %s", path)
-        differ = trained_otherwise(cfg, checkpoint.read(path, "qphy train detector")["meta"])
+        differ = trained_otherwise(cfg, meta)
         settings = ", ".join(f"{k}={old} (asked {new})" for k, (old, new) in differ.items())
         if differ and (str(path), settings) not in _WARNED:  # once per file and difference
             _WARNED.add((str(path), settings))
