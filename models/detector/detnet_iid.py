@@ -86,7 +86,8 @@ def meta(cfg, model, loss: float) -> dict:
 
 
 def load(cfg, path: Path):
-    """The float DetNet or the QAT hardware form of ``cfg`` from ``path``, with the checkpoint's meta.
+    """The float DetNet or the QAT hardware form of ``cfg`` from ``path``, with the
+    checkpoint's meta.
 
     Raises:
         CheckpointError: Missing, unreadable, foreign, or another variant's file.
