@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -27,3 +28,12 @@ def sigint_as_default() -> None:
     ``nohup``) starts with SIGINT ignored, which every child inherits, and Python then never
     raises KeyboardInterrupt; restoring the default keeps such a test meaningful there too."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def run_small_grid(name: str, out: Path) -> dict:
+    """``qphy experiment NAME --out OUT --grid small`` through the CLI (exit 0 asserted); its
+    summary (``OUT/NAME.json``)."""
+    from qphy.cli import main  # noqa: PLC0415
+
+    assert main(["experiment", name, "--out", str(out), "--grid", "small"]) == 0
+    return json.loads((Path(out) / f"{name}.json").read_text())

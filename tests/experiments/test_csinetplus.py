@@ -3,20 +3,17 @@ CsiNet+ CR 32 indoor float model, a few fine-tuning steps)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from experiments.registry import run_experiment
-from qphy.cli import main
+from tests.tools import run_small_grid
 
 pytestmark = pytest.mark.slow
 
 
 def test_csinetplus_pruning_small(tmp_path):
     out = tmp_path / "p"
-    assert main(["experiment", "csinetplus-pruning", "--out", str(out), "--grid", "small"]) == 0
-    summary = json.loads((out / "csinetplus-pruning.json").read_text())
+    summary = run_small_grid("csinetplus-pruning", out)
     (row,) = summary["rows"]
     assert (row["cr"], row["scenario"], row["t"]) == (32, "indoor", 0.02)
     total, enc = row["weights"]["total"], row["weights"]["encoder"]
@@ -30,9 +27,7 @@ def test_csinetplus_pruning_small(tmp_path):
 
 def test_csinetplus_quantization_small(tmp_path):
     out = tmp_path / "q"
-    rc = main(["experiment", "csinetplus-quantization", "--out", str(out), "--grid", "small"])
-    assert rc == 0
-    (row,) = json.loads((out / "csinetplus-quantization.json").read_text())["rows"]
+    (row,) = run_small_grid("csinetplus-quantization", out)["rows"]
     assert row["weight_bits"] == 4 and row["encoder_memory_saved_vs_float32"] == 0.875
     assert row["nmse_db"] < 0.0
     assert (out / "csinetplus-quantization.png").stat().st_size > 1000

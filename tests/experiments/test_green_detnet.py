@@ -10,6 +10,7 @@ import pytest
 from experiments.registry import run_experiment
 from qphy.cli import main
 from qphy.errors import ConfigError
+from tests.tools import run_small_grid
 
 ROWS = [
     "detnet",
@@ -25,7 +26,7 @@ ROWS = [
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("green")
-    assert main(["experiment", "green-detnet", "--out", str(out), "--grid", "small"]) == 0
+    run_small_grid("green-detnet", out)
     return out
 
 

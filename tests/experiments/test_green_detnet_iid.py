@@ -9,14 +9,14 @@ import json
 import pytest
 
 from experiments.registry import run_experiment
-from qphy.cli import main
 from qphy.errors import ConfigError
+from tests.tools import run_small_grid
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("green_iid")
-    assert main(["experiment", "green-detnet-iid", "--out", str(out), "--grid", "small"]) == 0
+    run_small_grid("green-detnet-iid", out)
     return out
 
 

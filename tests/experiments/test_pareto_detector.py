@@ -8,8 +8,8 @@ import pytest
 
 from experiments.registry import run_experiment
 from experiments.studies.pareto_detector import _pareto
-from qphy.cli import main
 from tests.sim.conftest import verilator  # noqa: F401 - the shared skip-or-fail fixture
+from tests.tools import run_small_grid
 
 
 def test_pareto_front_marks_the_undominated_rows():
@@ -27,8 +27,7 @@ def test_pareto_front_marks_the_undominated_rows():
 @pytest.mark.slow
 def test_small_grid_builds_a_bit_exact_point_and_resumes(verilator, tmp_path):  # noqa: F811
     out = tmp_path / "pareto"
-    assert main(["experiment", "pareto-detector", "--out", str(out), "--grid", "small"]) == 0
-    summary = json.loads((out / "pareto-detector.json").read_text())
+    summary = run_small_grid("pareto-detector", out)
     (row,) = summary["rows"]
     assert row["key"] == "w4a4_p75_c64"
     assert row["bit_exact"] is True and row["vectors_checked"] == 200
