@@ -57,7 +57,6 @@ from qphy.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-#: Share of each resource of the part a search may use (place and route needs slack).
 #: Cycles a FIFO or width converter adds on the way through (registered AXI handshakes).
 STREAM_STAGE_CYCLES = 2
 #: Registers around the MVU core: weight stream readout, input and output AXI stages.

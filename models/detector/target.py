@@ -6,11 +6,13 @@ MLP form of :mod:`models.detector.detnet_hw`; i.i.d. channel: the streamed-chann
 from __future__ import annotations
 
 import argparse
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from models.detector.config import ARCHS, QuantConfig
+from qphy.errors import ConfigError
 from qphy.targets import HostExtras, HwDefaults, Option, Target, register
 from qphy.variants import Bits
 
@@ -42,7 +44,7 @@ def snr_points(text: str) -> tuple[float, ...]:
             points = tuple(lo + i for i in range(int(hi - lo) + 1))
         else:
             points = tuple(float(p) for p in text.split(","))
-        if not points or any(b <= a for a, b in zip(points, points[1:], strict=False)):
+        if not points or any(b <= a for a, b in pairwise(points)):
             raise ValueError("the points must increase")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
@@ -75,11 +77,9 @@ class Detector(Target):
         if options.get("arch", "fullycon") == "detnet":
             iid = options.get("channel") == "iid"
             options = {**(DETNET_IID_DEFAULTS if iid else DETNET_DEFAULTS), **options}
-        elif "layers" in options or "detnet_mix" in options:
-            from qphy.errors import ConfigError
-
-            if "layers" in options:
-                raise ConfigError("--layers: for --arch detnet only (FullyCon has 4 hidden layers)")
+        elif "layers" in options:
+            raise ConfigError("--layers: for --arch detnet only (FullyCon has 4 hidden layers)")
+        elif "detnet_mix" in options:
             raise ConfigError("--mix: for --arch detnet only (DetNet's step mix)")
         return QuantConfig(bits=bits, **options)
 
@@ -112,8 +112,6 @@ class Detector(Target):
         from models.detector.jobs import evaluate_detector
 
         if cfg.bits is None:
-            from qphy.errors import ConfigError
-
             raise ConfigError("evaluate needs a quantized variant (--bits wXaY)")
         res = evaluate_detector(cfg, Path(out_dir), ckpt_dir)
         _print_ber(res)
